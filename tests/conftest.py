@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+import copy
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SCHEMA = REPO / "workflow/schemas/config.schema.yaml"
+SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
+
+
+def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+@pytest.fixture
+def paper_config() -> dict[str, Any]:
+    cfg = yaml.safe_load((REPO / "config.yaml").read_text())
+    # relative to the repo, as when Snakemake runs from its root
+    cfg["data"]["images_archive"] = str(REPO / cfg["data"]["images_archive"])
+    return cfg
+
+
+def run_snakemake(
+    workdir: Path, *args: str, configfiles: list[Path], timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
+    """Run the repo's workflow with ``workdir`` as working directory."""
+    cmd = [
+        SNAKEMAKE,
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        *map(str, configfiles),
+        *args,
+    ]
+    env = {k: v for k, v in os.environ.items() if k != "SNAKEMAKE_PROFILE"}
+    return subprocess.run(
+        cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=workdir
+    )

@@ -1,0 +1,158 @@
+"""Training: sparsity reached, divergence caught, kill-and-resume bit-identical."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from prunelens.data import CLASSES
+from prunelens.models import load_model
+from prunelens.train import TrainingDiverged, oneshot_finetune, train_supervised
+
+ARCH = {"depth": 10, "width": 1}
+NORM = {"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}
+HP = {
+    "epochs": 4,
+    "batch_size": 32,
+    "lr": 0.05,
+    "momentum": 0.9,
+    "nesterov": False,
+    "weight_decay": 5e-4,
+    "milestones": [2],
+    "gamma": 0.1,
+    "augment": {"padding": 4, "hflip": True, "vflip": True},
+}
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory) -> Path:
+    """A tiny prepared file: class-coloured noise images, 10 classes."""
+    rng = np.random.default_rng(0)
+    path = tmp_path_factory.mktemp("data") / "cifar10.npz"
+
+    def split(n: int) -> tuple[np.ndarray, np.ndarray]:
+        labels = np.arange(n) % 10
+        base = (labels[:, None] * 25).astype(np.float64)
+        img = base[:, None, None, :] + rng.normal(0, 20, (n, 32, 32, 3))
+        return np.clip(img, 0, 255).astype(np.uint8), labels.astype(np.int64)
+
+    tr, trl = split(320)
+    te, tel = split(100)
+    np.savez(
+        path,
+        train_images=tr,
+        train_labels=trl,
+        train_index=np.arange(320),
+        test_images=te,
+        test_labels=tel,
+        test_index=np.arange(100),
+        classes=np.array(CLASSES),
+    )
+    return path
+
+
+def _kwargs(prepared: Path, out: Path, **over):
+    kw = dict(
+        data=prepared,
+        model_out=out / "model.pt",
+        metrics_out=out / "metrics.json",
+        arch=ARCH,
+        hp=HP,
+        norm=NORM,
+        gmp={"begin": 2, "end": 30, "frequency": 4, "scope": "layerwise"},
+        sparsity=70,
+        seed=7,
+        schedule="gmp",
+        device="cpu",
+        threads=1,
+    )
+    kw.update(over)
+    return kw
+
+
+def test_gmp_training_reaches_its_sparsity_and_writes_metrics(prepared, tmp_path):
+    metrics = train_supervised(**_kwargs(prepared, tmp_path))
+    assert abs(metrics["sparsity_measured"] - 0.70) <= 0.005
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert saved["epochs"] == 4
+    assert saved["steps"] == 40
+    assert 0 <= saved["test_acc"] <= 1
+    assert not (tmp_path / "resume.pt").exists()
+    model, meta = load_model(tmp_path / "model.pt")
+    assert meta["sparsity"] == 70
+    assert not any("mask" in k for k in model.state_dict())
+
+
+def test_oneshot_prunes_globally_and_keeps_masks_while_finetuning(prepared, tmp_path):
+    dense = tmp_path / "dense"
+    train_supervised(**_kwargs(prepared, dense, sparsity=0, gmp=None, schedule="dense"))
+    out = tmp_path / "oneshot"
+    hp = {k: v for k, v in HP.items() if k not in ("milestones", "gamma", "augment")}
+    metrics = oneshot_finetune(
+        data=prepared,
+        dense_model=dense / "model.pt",
+        model_out=out / "model.pt",
+        metrics_out=out / "metrics.json",
+        hp={**hp, "epochs": 2, "nesterov": True},
+        augment_cfg=HP["augment"],
+        norm=NORM,
+        method="sup",
+        sparsity=90,
+        seed=0,
+        device="cpu",
+    )
+    assert abs(metrics["sparsity_measured"] - 0.90) <= 0.005
+
+
+def test_nan_loss_stops_with_a_clear_error(prepared, tmp_path):
+    with pytest.raises(TrainingDiverged, match="loss is nan|loss is inf"):
+        train_supervised(**_kwargs(prepared, tmp_path, hp={**HP, "lr": 1e12}))
+
+
+_CHILD = """
+import json, sys
+from prunelens.train import train_supervised
+kw = json.loads(sys.argv[1])
+train_supervised(**kw)
+"""
+
+
+def test_killed_training_resumes_to_identical_weights(prepared, tmp_path):
+    straight = tmp_path / "straight"
+    train_supervised(**_kwargs(prepared, straight))
+
+    resumed = tmp_path / "resumed"
+    kw = {
+        k: str(v) if isinstance(v, Path) else v
+        for k, v in _kwargs(prepared, resumed).items()
+    }
+    child = subprocess.Popen([sys.executable, "-c", _CHILD, json.dumps(kw)])
+    ckpt = resumed / "resume.pt"
+    deadline = time.monotonic() + 120
+    while not ckpt.exists() and child.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    child.send_signal(signal.SIGKILL)
+    assert child.wait(timeout=30) == -signal.SIGKILL, "training ended before the kill"
+    assert ckpt.exists()
+    assert not (resumed / "model.pt").exists()
+    epochs_done = len(torch.load(ckpt, weights_only=False)["history"].epochs)
+    assert 1 <= epochs_done < HP["epochs"]
+
+    train_supervised(**_kwargs(prepared, resumed))
+    a, _ = load_model(straight / "model.pt")
+    b, _ = load_model(resumed / "model.pt")
+    for (name, x), (_, y) in zip(
+        a.state_dict().items(), b.state_dict().items(), strict=True
+    ):
+        assert torch.equal(x, y), name
+    log_a = json.loads((straight / "metrics.json").read_text())["history"]
+    log_b = json.loads((resumed / "metrics.json").read_text())["history"]
+    assert [r["loss"] for r in log_a] == [r["loss"] for r in log_b]
