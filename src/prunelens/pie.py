@@ -1,0 +1,88 @@
+"""Pruning Identified Exemplars (Hooker et al. 2019; study-reference §6).
+
+An example is a PIE when the modal predicted label of the pruned population
+differs from the dense population's. The true label plays no part.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+TieBreak = Literal["smallest", "largest"]
+
+__all__ = ["Population", "load_population", "modal_labels", "vote_pies"]
+
+
+@dataclass(frozen=True)
+class Population:
+    index: np.ndarray  # (N,) example ids, identical for every member
+    labels: np.ndarray  # (N,)
+    preds: np.ndarray  # (M, N) predicted class per model
+
+
+def load_population(paths: Sequence[str | Path]) -> Population:
+    """Stack the ``pred`` arrays of several predictions files (same examples)."""
+    if not paths:
+        raise ValueError("a population needs at least one predictions file")
+    preds, index, labels = [], None, None
+    for p in paths:
+        with np.load(p) as z:
+            if index is None:
+                index, labels = z["index"], z["label"]
+            elif not np.array_equal(z["index"], index):
+                raise ValueError(f"{p}: its examples differ from {paths[0]}")
+            preds.append(z["pred"])
+    assert index is not None
+    assert labels is not None
+    return Population(index, labels, np.stack(preds))
+
+
+def modal_labels(
+    preds: np.ndarray, n_classes: int, tie_break: TieBreak = "smallest"
+) -> tuple[np.ndarray, np.ndarray]:
+    """Modal class per column of ``preds`` (M, N) and whether the vote tied.
+
+    ``smallest``: the lowest tied class wins (the authors' bincount argmax);
+    ``largest``: the highest (Hooker et al.'s ``mode().max()``).
+    """
+    m, n = preds.shape
+    counts = np.zeros((n, n_classes), dtype=np.int64)
+    np.add.at(counts, (np.broadcast_to(np.arange(n), (m, n)), preds), 1)
+    top = counts.max(axis=1, keepdims=True)
+    is_top = counts == top
+    tie = is_top.sum(axis=1) > 1
+    if tie_break == "smallest":
+        mode = is_top.argmax(axis=1)
+    else:
+        mode = n_classes - 1 - is_top[:, ::-1].argmax(axis=1)
+    return mode.astype(np.int64), tie
+
+
+def vote_pies(
+    dense: Population,
+    pruned: Population,
+    *,
+    n_classes: int = 10,
+    tie_break: TieBreak = "smallest",
+) -> pd.DataFrame:
+    """Columns ``index,label,dense_mode,pruned_mode,pie,tie`` (one row per example)."""
+    if not np.array_equal(dense.index, pruned.index):
+        raise ValueError("dense and pruned populations cover different examples")
+    d_mode, d_tie = modal_labels(dense.preds, n_classes, tie_break)
+    p_mode, p_tie = modal_labels(pruned.preds, n_classes, tie_break)
+    return pd.DataFrame(
+        {
+            "index": dense.index,
+            "label": dense.labels,
+            "dense_mode": d_mode,
+            "pruned_mode": p_mode,
+            "pie": d_mode != p_mode,
+            "tie": d_tie | p_tie,
+        }
+    )
