@@ -1,0 +1,37 @@
+# Data: the official archive (only when data.source is "official") and the
+# one prepared file every later stage reads.
+
+
+rule download_cifar10:
+    output:
+        "results/data/cifar-10-python.tar.gz",
+    log:
+        "results/logs/download_cifar10.log",
+    retries: 2
+    localrule: True
+    conda:
+        "../../envs/prunelens.yaml"
+    params:
+        url=config["data"]["official_url"],
+        md5=config["data"]["official_md5"],
+    script:
+        "../scripts/download_cifar10.py"
+
+
+rule prepare_cifar10:
+    input:
+        archive=cifar10_archive,
+    output:
+        "results/data/cifar10.npz",
+    log:
+        "results/logs/prepare_cifar10.log",
+    conda:
+        "../../envs/prunelens.yaml"
+    params:
+        source=config["data"]["source"],
+        sha256=config["data"]["images_sha256"],
+        md5=config["data"]["official_md5"],
+        subset_train=config["data"]["subset_train"],
+        subset_test=config["data"]["subset_test"],
+    script:
+        "../scripts/prepare_cifar10.py"

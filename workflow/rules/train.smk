@@ -1,0 +1,51 @@
+# Training: Sup from scratch (dense, or GMP during training) and One-Shot
+# (global magnitude pruning of a dense model, then fine-tuning). Each job
+# checkpoints resume.pt beside its outputs every epoch and resumes from it.
+
+
+rule train_supervised:
+    input:
+        data="results/data/cifar10.npz",
+    output:
+        model="results/models/sup/{schedule}/s{sparsity}/seed{seed}/model.pt",
+        metrics="results/models/sup/{schedule}/s{sparsity}/seed{seed}/metrics.json",
+    log:
+        "results/logs/train_supervised/sup/{schedule}/s{sparsity}/seed{seed}.log",
+    wildcard_constraints:
+        schedule="dense|gmp",
+    conda:
+        "../../envs/prunelens.yaml"
+    threads: 1
+    params:
+        arch=config["model"],
+        hp=config["sup"],
+        norm={"mean": config["data"]["mean"], "std": config["data"]["std"]},
+        gmp=gmp_params,
+        device=config["device"],
+        eval_batch_size=config["eval_batch_size"],
+    script:
+        "../scripts/train_supervised.py"
+
+
+rule prune_oneshot:
+    input:
+        data="results/data/cifar10.npz",
+        dense="results/models/{method}/dense/s0/seed{seed}/model.pt",
+    output:
+        model="results/models/{method}/oneshot/s{sparsity}/seed{seed}/model.pt",
+        metrics="results/models/{method}/oneshot/s{sparsity}/seed{seed}/metrics.json",
+    log:
+        "results/logs/prune_oneshot/{method}/oneshot/s{sparsity}/seed{seed}.log",
+    wildcard_constraints:
+        sparsity=r"[1-9]\d*",
+    conda:
+        "../../envs/prunelens.yaml"
+    threads: 1
+    params:
+        hp=config["oneshot"],
+        augment=config["sup"]["augment"],
+        norm={"mean": config["data"]["mean"], "std": config["data"]["std"]},
+        device=config["device"],
+        eval_batch_size=config["eval_batch_size"],
+    script:
+        "../scripts/prune_oneshot.py"
