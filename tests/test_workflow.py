@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
 
 import pandas as pd
@@ -109,3 +110,27 @@ def test_changing_one_gmp_value_reruns_exactly_its_dependants(tiny_run):
     # the retrained models are the GMP ones; dense and One-Shot stay
     retrained = re.findall(r"output: results/models/(\S+)/model\.pt", out)
     assert sorted(retrained) == ["sup/gmp/s50/seed0", "sup/gmp/s50/seed1"]
+
+
+def test_bare_snakemake_in_the_activated_venv_needs_no_cores_flag(tmp_path):
+    """`snakemake TARGET` (no -c, no --profile) takes its cores from the venv."""
+    activate = REPO / ".venv/bin/activate"
+    assert "SNAKEMAKE_PROFILE" in activate.read_text(), "run `make venv` first"
+    archive = tmp_path / "tiny.tar.gz"
+    make_synthetic_images_archive(archive, n_train_per_class=2, n_test_per_class=1)
+    overlay = tmp_path / "o.yaml"
+    overlay.write_text(
+        yaml.safe_dump(
+            {"data": {"images_archive": str(archive), "images_sha256": None}}
+        )
+    )
+    cmd = (
+        f"source {activate} && snakemake results/data/cifar10.npz "
+        f"--snakefile {REPO / 'Snakefile'} --configfile {REPO / 'config.yaml'} {overlay}"
+    )
+    proc = subprocess.run(
+        ["bash", "-c", cmd], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "profiles/local" in proc.stderr
+    assert (tmp_path / "results/data/cifar10.npz").exists()
