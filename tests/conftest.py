@@ -7,8 +7,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import yaml
+
+from prunelens.data import CLASSES
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "workflow/schemas/config.schema.yaml"
@@ -51,3 +54,30 @@ def run_snakemake(
     return subprocess.run(
         cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=workdir
     )
+
+
+@pytest.fixture(scope="session")
+def prepared(tmp_path_factory) -> Path:
+    """A tiny prepared file: class-coloured noise images, 10 classes."""
+    rng = np.random.default_rng(0)
+    path = tmp_path_factory.mktemp("data") / "cifar10.npz"
+
+    def split(n: int) -> tuple[np.ndarray, np.ndarray]:
+        labels = np.arange(n) % 10
+        base = (labels[:, None] * 25).astype(np.float64)
+        img = base[:, None, None, :] + rng.normal(0, 20, (n, 32, 32, 3))
+        return np.clip(img, 0, 255).astype(np.uint8), labels.astype(np.int64)
+
+    tr, trl = split(320)
+    te, tel = split(100)
+    np.savez(
+        path,
+        train_images=tr,
+        train_labels=trl,
+        train_index=np.arange(320),
+        test_images=te,
+        test_labels=tel,
+        test_index=np.arange(100),
+        classes=np.array(CLASSES),
+    )
+    return path

@@ -38,11 +38,15 @@ def test_paper_and_quick_configs_are_valid(paper_config):
         ({"pie": {"tie_break": "random"}}, "pie.tie_break", "'random'"),
         ({"device": "tpu"}, "device", "'tpu'"),
         ({"data": {"subset_train": 15}}, "data.subset_train", "15"),
+        ({"schedules": {"scl": None}}, "schedules.scl", "None"),
         (
-            {"methods": ["sup", "scl"], "schedules": {"sup": ["gmp"]}},
-            "schedules",
-            "'scl'",
+            {"gmp": {"scl_delayed": {"begin": 30000, "end": 40000}}},
+            "gmp.scl_delayed.begin",
+            "step 30000 is after the last training step 24500",
         ),
+        ({"gmp": {"sup": {"end": 90000}}}, "gmp.sup.end", "90000"),
+        ({"scl": {"pretrain": {"temperature": 0}}}, "scl.pretrain.temperature", "0"),
+        ({"scl": {"head": {"milestones": [9, 3]}}}, "scl.head.milestones", "[9, 3]"),
     ],
 )
 def test_bad_values_give_one_line_naming_the_key(paper_config, overlay, key, bad):

@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 import torch
 
-from prunelens.data import CLASSES
 from prunelens.models import load_model
 from prunelens.train import TrainingDiverged, oneshot_finetune, train_supervised
 
@@ -30,33 +29,6 @@ HP = {
     "gamma": 0.1,
     "augment": {"padding": 4, "hflip": True, "vflip": True},
 }
-
-
-@pytest.fixture(scope="module")
-def prepared(tmp_path_factory) -> Path:
-    """A tiny prepared file: class-coloured noise images, 10 classes."""
-    rng = np.random.default_rng(0)
-    path = tmp_path_factory.mktemp("data") / "cifar10.npz"
-
-    def split(n: int) -> tuple[np.ndarray, np.ndarray]:
-        labels = np.arange(n) % 10
-        base = (labels[:, None] * 25).astype(np.float64)
-        img = base[:, None, None, :] + rng.normal(0, 20, (n, 32, 32, 3))
-        return np.clip(img, 0, 255).astype(np.uint8), labels.astype(np.int64)
-
-    tr, trl = split(320)
-    te, tel = split(100)
-    np.savez(
-        path,
-        train_images=tr,
-        train_labels=trl,
-        train_index=np.arange(320),
-        test_images=te,
-        test_labels=tel,
-        test_index=np.arange(100),
-        classes=np.array(CLASSES),
-    )
-    return path
 
 
 def _kwargs(prepared: Path, out: Path, **over):

@@ -15,14 +15,24 @@ from prunelens.data import make_synthetic_images_archive
 
 pytestmark = pytest.mark.slow
 
+# 120 training images: 4 steps per epoch at batch 32
 TINY = {
     "data": {"images_sha256": None},
     "model": {"depth": 10, "width": 2},
     "seeds": [0, 1],
     "sparsities": [50],
-    "sup": {"epochs": 1, "batch_size": 64, "lr": 0.05, "milestones": []},
-    "gmp": {"sup": {"begin": 1, "end": 4, "frequency": 1}},
-    "oneshot": {"epochs": 1, "batch_size": 64},
+    "sup": {"epochs": 1, "batch_size": 32, "lr": 0.05, "milestones": []},
+    "scl": {
+        "pretrain": {"epochs": 2, "batch_size": 32},
+        "head": {"epochs": 1, "batch_size": 32, "milestones": []},
+    },
+    "gmp": {
+        "sup": {"begin": 1, "end": 4, "frequency": 1},
+        "scl": {"begin": 1, "end": 4, "frequency": 1},
+        "scl_delayed": {"begin": 5, "end": 8, "frequency": 1},
+        "scl_head": {"begin": 1, "end": 4, "frequency": 1},
+    },
+    "oneshot": {"epochs": 1, "batch_size": 32},
     "eval_batch_size": 256,
 }
 
@@ -64,14 +74,19 @@ def test_tables_are_built(tiny_run):
         "method", "schedule", "sparsity", "n_models", "pie", "ties",
         "acc_mean", "acc_std", "paper_pie", "paper_acc_mean", "paper_acc_std",
     ]  # fmt: skip
-    assert set(zip(t1["schedule"], t1["sparsity"], strict=True)) == {
-        ("dense", 0),
-        ("gmp", 50),
-        ("oneshot", 50),
-    }
+    assert list(zip(t1["method"], t1["schedule"], t1["sparsity"], strict=True)) == [
+        ("sup", "dense", 0),
+        ("sup", "gmp", 50),
+        ("sup", "oneshot", 50),
+        ("scl", "dense", 0),
+        ("scl", "gmp", 50),
+        ("scl", "delayed_gmp", 50),
+        ("scl", "oneshot", 50),
+    ]
     assert (t1["n_models"] == 2).all()
-    assert t1.loc[t1["schedule"] == "gmp", "paper_pie"].item() == 179
-    assert "Sup / GMP" in (work / "results/tables/table1.md").read_text()
+    assert t1["paper_pie"].tolist()[1:3] == [179, 95]
+    assert t1["paper_pie"].tolist()[4:] == [241, 184, 236]
+    assert "SCL / ΔGMP" in (work / "results/tables/table1.md").read_text()
     assert r"\begin{tabular}" in (work / "results/tables/table1.tex").read_text()
     pie = pd.read_csv(work / "results/pie/sup/gmp/s50.csv")
     assert list(pie.columns) == [
@@ -94,7 +109,7 @@ def test_second_run_has_nothing_to_do(tiny_run):
 def test_changing_one_gmp_value_reruns_exactly_its_dependants(tiny_run):
     work, overlay, files = tiny_run
     cfg = yaml.safe_load(overlay.read_text())
-    cfg["gmp"]["sup"]["end"] = 5
+    cfg["gmp"]["sup"]["end"] = 3
     changed = Path(overlay.parent / "changed.yaml")
     changed.write_text(yaml.safe_dump(cfg))
     proc = run_snakemake(work, "-n", "all", configfiles=[files[0], changed])

@@ -43,8 +43,8 @@ _LUMA = (0.299, 0.587, 0.114)
 # torchvision's RandomResizedCrop tries this many boxes before its fallback.
 _BOX_TRIES = 10
 
-# ColorJitter op ids, as in torchvision's ColorJitter.forward.
-_BRIGHTNESS, _CONTRAST, _SATURATION, _HUE = 0, 1, 2, 3
+# ColorJitter op ids, as in torchvision's ColorJitter.forward (brightness is 0).
+_CONTRAST, _SATURATION, _HUE = 1, 2, 3
 
 
 def _check_images(x: Tensor) -> None:
@@ -81,9 +81,10 @@ def normalize(x: Tensor, mean: Sequence[float], std: Sequence[float]) -> Tensor:
         )
     if any(s <= 0 for s in std):
         raise ValueError(f"std must be positive, got {list(std)}")
-    m = torch.as_tensor(mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
-    s = torch.as_tensor(std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
-    return (x - m) / s
+    # Per channel with Python scalars: a mean/std tensor built from the lists
+    # would be a blocking host-to-device copy (a sync) on every CUDA batch.
+    channels = [(c - m) / s for c, m, s in zip(x.unbind(1), mean, std, strict=True)]
+    return torch.stack(channels, dim=1)
 
 
 # --------------------------------------------------------------------------
@@ -197,6 +198,8 @@ def _sample_view(
     hflip: bool,
 ) -> _ViewParams:
     t = _BOX_TRIES
+    # One draw for everything: per try area, aspect, top, left; then hflip,
+    # jitter and gray coins, four jitter factors and four keys for the order.
     u = torch.rand((n, 4 * t + 11), generator=generator, device=device)
     u_box = u[:, : 4 * t].view(n, t, 4)
     u_hflip, u_jitter, u_gray = u[:, 4 * t], u[:, 4 * t + 1], u[:, 4 * t + 2]
@@ -225,16 +228,18 @@ def _sample_view(
         for v, fallback in ((top, fb_top), (left, fb_left), (h, fb_h), (w, fb_w))
     ]
 
-    # ColorJitter factors: uniform on [max(0, 1 - a), 1 + a], hue on [-a, a].
-    lo = torch.tensor(
-        [max(0.0, 1.0 - a) for a in jitter[:3]] + [-jitter[3]], device=device
+    # ColorJitter factors: uniform on [max(0, 1 - a), 1 + a], hue on [-a, a];
+    # from Python scalars, as a bounds tensor would cost a host-to-device sync.
+    bounds = [(max(0.0, 1.0 - a), 1.0 + a) for a in jitter[:3]]
+    bounds.append((-jitter[3], jitter[3]))
+    factors = torch.stack(
+        [lo + (hi - lo) * u_factors[:, i] for i, (lo, hi) in enumerate(bounds)], dim=1
     )
-    hi = torch.tensor([1.0 + a for a in jitter[:3]] + [jitter[3]], device=device)
     return _ViewParams(
         *box,
         hflip=(u_hflip < 0.5) & hflip,
         jitter=u_jitter < p_jitter,
-        factors=lo + (hi - lo) * u_factors,
+        factors=factors,
         # argsort of iid uniforms is a uniform random permutation (torch.randperm)
         order=u_order.argsort(dim=1),
         gray=u_gray < p_gray,
@@ -327,7 +332,7 @@ def _adjust_hue(x: Tensor, shift: Tensor) -> Tensor:
     # v - v s ramp(k), ramp(k) = clamp(min(k, 4 - k), 0, 1), k = (n + h6) mod 6,
     # and v s is the chroma. ramp is continuous with ramp(0) = ramp(6) = 0, so
     # the rounding of the floor-based mod at multiples of 6 does not matter.
-    n = torch.tensor([5.0, 3.0, 1.0], device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    n = torch.arange(5, 0, -2, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
     k = n + h6[:, None]
     k = k - 6.0 * torch.floor(k / 6.0)
     ramp = torch.minimum(k, 4.0 - k).clamp_(0, 1)
@@ -337,9 +342,10 @@ def _adjust_hue(x: Tensor, shift: Tensor) -> Tensor:
 def _color_jitter(x: Tensor, factors: Tensor, order: Tensor) -> Tensor:
     """ColorJitter with a per-image op order, as torchvision (randperm per call).
 
-    The three blend ops are cheap and hue is not, so hue runs once on the whole
-    batch and each image's blend ops are split around it: up to three before
-    (those ordered before hue) and up to three after. Inactive slots are no-ops.
+    The blend ops are cheap and hue is not, so hue runs once on the whole batch
+    and each image's three blend ops are split around it: three slots before
+    hue and three after, each image using the slots its order puts its ops in
+    and no-ops (op -1) in the others.
     """
     hue_pos = (order == _HUE).long().argmax(dim=1, keepdim=True)
     slot = torch.arange(4, device=x.device).expand_as(order)

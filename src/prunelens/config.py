@@ -51,26 +51,66 @@ def _schema_error(config: Mapping[str, Any], schema: dict[str, Any]) -> str | No
     return f"config key '{key_path(err.absolute_path)}': {err.message}"
 
 
+# Which GMP section drives which training loop:
+# (method, the schedules that use it, the loop's config section).
+_GMP_LOOPS = {
+    "sup": ("sup", ("gmp",), ("sup",)),
+    "scl": ("scl", ("gmp",), ("scl", "pretrain")),
+    "scl_delayed": ("scl", ("delayed_gmp",), ("scl", "pretrain")),
+    "scl_head": ("scl", ("gmp", "delayed_gmp"), ("scl", "head")),
+}
+_TRAIN_SIZE = 50_000  # CIFAR-10's training split, both sources
+
+
+def _gmp_checks(config: Mapping[str, Any]) -> str | None:
+    """A GMP schedule must start and end within its training loop."""
+    n_train = config["data"]["subset_train"] or _TRAIN_SIZE
+    pruned = {
+        (m, sc) for m in config["methods"] for sc in config["schedules"].get(m, [])
+    }
+    for section, (method, schedules, loop_key) in _GMP_LOOPS.items():
+        gmp = config["gmp"][section]
+        if gmp["begin"] > gmp["end"]:
+            return (
+                f"config key 'gmp.{section}.begin': {gmp['begin']} is after "
+                f"gmp.{section}.end = {gmp['end']}"
+            )
+        if not any((method, sc) in pruned for sc in schedules):
+            continue
+        loop = config
+        for k in loop_key:
+            loop = loop[k]
+        per_epoch = -(-n_train // loop["batch_size"])
+        total = loop["epochs"] * per_epoch
+        for end in ("begin", "end"):
+            if gmp[end] > total:
+                return (
+                    f"config key 'gmp.{section}.{end}': step {gmp[end]} is after the "
+                    f"last training step {total} ({'.'.join(loop_key)}.epochs = "
+                    f"{loop['epochs']} x {per_epoch} steps), so the target sparsity "
+                    "is never reached"
+                )
+    return None
+
+
 def _cross_checks(config: Mapping[str, Any]) -> str | None:
     for method in config["methods"]:
         if method not in config["schedules"]:
             return f"config key 'schedules': no schedules listed for method '{method}'"
-    for method, gmp in config["gmp"].items():
-        if gmp["begin"] > gmp["end"]:
-            return (
-                f"config key 'gmp.{method}.begin': {gmp['begin']} is after "
-                f"gmp.{method}.end = {gmp['end']}"
-            )
     data = config["data"]
     if data["source"] == "images" and not Path(data["images_archive"]).is_file():
         return (
             f"config key 'data.images_archive': no such file "
             f"'{data['images_archive']}' (from {Path.cwd()})"
         )
-    milestones = config["sup"]["milestones"]
-    if milestones != sorted(milestones):
-        return f"config key 'sup.milestones': must be increasing, got {milestones}"
-    return None
+    for key in ("sup.milestones", "scl.head.milestones"):
+        section, name = key.rsplit(".", 1)
+        value = config
+        for k in section.split("."):
+            value = value[k]
+        if value[name] != sorted(value[name]):
+            return f"config key '{key}': must be increasing, got {value[name]}"
+    return _gmp_checks(config)
 
 
 def check(config: Mapping[str, Any], schema_path: str | Path) -> None:

@@ -28,7 +28,15 @@ from tqdm import tqdm
 from prunelens import augment
 from prunelens.data import load_prepared
 from prunelens.evaluate import accuracy, predict
-from prunelens.models import Classifier, build_classifier, load_model, save_model
+from prunelens.losses import supcon_loss
+from prunelens.models import (
+    Classifier,
+    ProjectionHead,
+    WideResNetEncoder,
+    build_classifier,
+    load_model,
+    save_model,
+)
 from prunelens.pruning import (
     GMP,
     GMPSchedule,
@@ -37,7 +45,7 @@ from prunelens.pruning import (
     prune_global,
     prune_targets,
 )
-from prunelens.runtime import atomic_path, pick_device, write_json
+from prunelens.runtime import atomic_path, keep_freed_memory, pick_device, write_json
 
 log = logging.getLogger("prunelens.train")
 
@@ -47,8 +55,12 @@ BatchLoss = Callable[[Tensor, Tensor, torch.Generator], tuple[Tensor, int]]
 __all__ = [
     "SGDConfig",
     "TrainingDiverged",
+    "chained_head_lrs",
+    "cosine_lr",
     "fit",
+    "fit_linear_head",
     "oneshot_finetune",
+    "pretrain_supcon",
     "train_supervised",
 ]
 
@@ -78,6 +90,31 @@ class SGDConfig:
     def lr_at(self, epoch: int) -> float:
         """MultiStepLR stepped once per epoch (0-based epoch)."""
         return self.lr * self.gamma ** sum(m <= epoch for m in self.milestones)
+
+
+def cosine_lr(base: float, eta_min: float, t_max: int, epoch: int) -> float:
+    """CosineAnnealingLR stepped per epoch (closed form)."""
+    return eta_min + (base - eta_min) * (1 + math.cos(math.pi * epoch / t_max)) / 2
+
+
+def chained_head_lrs(
+    base: float, epochs: int, milestones: Sequence[int], gamma: float, eta_min: float
+) -> list[float]:
+    """The SCL head's lr per epoch: MultiStepLR and CosineAnnealingLR chained.
+
+    The authors step both schedulers every epoch (§4.3); their combined
+    recursive formulas are simulated with torch's own schedulers, for parity.
+    """
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=base)
+    steps = torch.optim.lr_scheduler.MultiStepLR(opt, list(milestones), gamma)
+    cos = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(epochs, 1), eta_min)
+    lrs = []
+    for _ in range(epochs):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        steps.step()
+        cos.step()
+    return lrs
 
 
 @dataclass
@@ -116,6 +153,7 @@ def fit(
     gmp: GMP | None = None,
     lr_at: Callable[[int], float] | None = None,
     set_mode: Callable[[], None] | None = None,
+    pruned: nn.Module | None = None,
     desc: str = "train",
 ) -> History:
     """Train ``params`` for ``cfg.epochs`` epochs over (images, labels)."""
@@ -177,7 +215,7 @@ def fit(
             "loss": mean_loss,
             "train_acc": correct / n,
             "lr": lr,
-            "sparsity": measured_sparsity(model),
+            "sparsity": measured_sparsity(pruned or model),
             "images_per_s": n / dt,
         }
         hist.epochs.append(row)
@@ -208,6 +246,7 @@ def fit(
 
 def _setup(threads: int, device: str, seed: int) -> tuple[str, torch.Generator]:
     torch.set_num_threads(max(1, threads))
+    keep_freed_memory()
     dev = pick_device(device)
     torch.manual_seed(seed)  # model initialisation
     gen = torch.Generator(device=dev)
@@ -240,6 +279,7 @@ def _finish(
     metrics_out: str | Path,
     checkpoint: Path,
     meta: dict[str, Any],
+    extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     make_permanent(model)
     test = load_prepared(data, "test")
@@ -257,6 +297,7 @@ def _finish(
         "device": device,
         "torch": torch.__version__,
         "history": hist.epochs,
+        **(extra or {}),
     }
     save_model(model_out, model, meta)
     write_json(metrics_out, metrics)
@@ -394,3 +435,209 @@ def oneshot_finetune(
         checkpoint=ckpt,
         meta=meta,
     )
+
+
+# ---------------------------------------------------------------- SCL
+
+
+class SupConNetwork(nn.Module):
+    """Encoder plus projection head, used only during contrastive pre-training."""
+
+    def __init__(self, encoder: WideResNetEncoder) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.head = ProjectionHead(encoder.dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.encoder(x))
+
+
+def _supcon_batch_loss(
+    net: SupConNetwork, norm: Normalisation, hp: Mapping[str, Any]
+) -> BatchLoss:
+    aug = dict(hp["augment"])
+    view_kw = {
+        "scale": tuple(aug["scale"]),
+        "jitter": tuple(aug["jitter"]),
+        "p_jitter": aug["p_jitter"],
+        "p_gray": aug["p_gray"],
+    }
+
+    def batch_loss(x: Tensor, y: Tensor, gen: torch.Generator) -> tuple[Tensor, int]:
+        v1, v2 = augment.two_views(augment.to_unit_float(x), gen, **view_kw)
+        both = augment.normalize(torch.cat([v1, v2]), norm.mean, norm.std)
+        z = net(both.contiguous(memory_format=torch.channels_last))
+        f1, f2 = z.split(len(x))
+        loss = supcon_loss(
+            torch.stack([f1, f2], dim=1),
+            y,
+            temperature=hp["temperature"],
+            base_temperature=hp["base_temperature"],
+        )
+        return loss, 0  # no classifier yet: no accuracy during pre-training
+
+    return batch_loss
+
+
+def pretrain_supcon(
+    *,
+    data: str | Path,
+    encoder_out: str | Path,
+    arch: Mapping[str, int],
+    hp: Mapping[str, Any],
+    norm: Mapping[str, Any],
+    gmp: Mapping[str, Any] | None,
+    sparsity: int,
+    seed: int,
+    schedule: str,
+    device: str = "auto",
+    threads: int = 1,
+) -> dict[str, Any]:
+    """SupCon pre-training of encoder + projection head (§4.2).
+
+    GMP, when ``sparsity`` > 0, prunes the encoder's convolutions only; the
+    projection head is never pruned and is dropped after this stage.
+    Writes the encoder (masks permanent) and its training history.
+    """
+    dev, gen = _setup(threads, device, seed)
+    cfg = SGDConfig.from_dict(hp)
+    normal = Normalisation.from_dict(norm)
+    net = SupConNetwork(WideResNetEncoder(**arch)).to(
+        dev, memory_format=torch.channels_last
+    )
+    driver = None
+    if sparsity > 0:
+        if gmp is None:
+            raise ValueError(f"sparsity {sparsity}% needs a GMP schedule")
+        sched = GMPSchedule(final=sparsity / 100, **gmp)
+        driver = GMP(sched, prune_targets(net.encoder, linears=False))
+    train = load_prepared(data, "train")
+    eta_min = hp["lr"] * hp["eta_min_factor"]
+    ckpt = Path(encoder_out).parent / "resume_pretrain.pt"
+    hist = fit(
+        net,
+        list(net.parameters()),
+        torch.from_numpy(train.images).to(dev),
+        torch.from_numpy(train.labels).to(dev),
+        cfg,
+        _supcon_batch_loss(net, normal, hp),
+        checkpoint=ckpt,
+        generator=gen,
+        gmp=driver,
+        lr_at=lambda e: cosine_lr(cfg.lr, eta_min, cfg.epochs, e),
+        pruned=net.encoder,
+        desc=f"scl-pretrain/{schedule}/s{sparsity}/seed{seed}",
+    )
+    make_permanent(net)
+    state = {
+        "arch": dict(arch),
+        "state_dict": {k: v.cpu() for k, v in net.encoder.state_dict().items()},
+        "meta": {"schedule": schedule, "sparsity": sparsity, "seed": seed},
+        "history": hist.epochs,
+        "steps": hist.step,
+        "wall_time_s": hist.wall_time_s,
+        # two augmented views of every image go through the network
+        "image_views_per_s": 2 * hist.images_seen / max(hist.wall_time_s, 1e-9),
+        "sparsity_measured": measured_sparsity(net.encoder),
+        "projection_head_sparsity": measured_sparsity(net.head),
+    }
+    with atomic_path(encoder_out) as tmp:
+        torch.save(state, tmp)
+    ckpt.unlink(missing_ok=True)
+    log.info("encoder sparsity %.4f", state["sparsity_measured"])
+    return state
+
+
+def fit_linear_head(
+    *,
+    data: str | Path,
+    encoder: str | Path,
+    model_out: str | Path,
+    metrics_out: str | Path,
+    hp: Mapping[str, Any],
+    augment_cfg: Mapping[str, Any],
+    norm: Mapping[str, Any],
+    gmp: Mapping[str, Any] | None,
+    sparsity: int,
+    seed: int,
+    schedule: str,
+    device: str = "auto",
+    threads: int = 1,
+    eval_batch_size: int = 1024,
+) -> dict[str, Any]:
+    """Linear classifier on the frozen encoder (§4.3); GMP on it when sparse.
+
+    The encoder stays in eval mode (BN running statistics) and gets no
+    gradient; the head's weight and bias are GMP-pruned when ``sparsity`` > 0.
+    """
+    dev, gen = _setup(threads, device, seed)
+    pre = torch.load(encoder, map_location=dev, weights_only=False)
+    enc = WideResNetEncoder(**pre["arch"])
+    enc.load_state_dict(pre["state_dict"])
+    model = Classifier(enc).to(dev, memory_format=torch.channels_last)
+    model.encoder.requires_grad_(False)
+    cfg = SGDConfig.from_dict(hp)
+    normal = Normalisation.from_dict(norm)
+    driver = None
+    if sparsity > 0:
+        if gmp is None:
+            raise ValueError(f"sparsity {sparsity}% needs a GMP schedule for the head")
+        driver = GMP(GMPSchedule(final=sparsity / 100, **gmp), prune_targets(model.fc))
+    lrs = chained_head_lrs(
+        cfg.lr, cfg.epochs, cfg.milestones, cfg.gamma, hp["cosine_eta_min"]
+    )
+
+    def set_mode() -> None:
+        model.train()
+        model.encoder.eval()
+
+    def batch_loss(x: Tensor, y: Tensor, g: torch.Generator) -> tuple[Tensor, int]:
+        x = augment.crop_flip(augment.to_unit_float(x), g, **augment_cfg)
+        x = augment.normalize(x, normal.mean, normal.std)
+        with torch.no_grad():
+            rep = model.encoder(x.contiguous(memory_format=torch.channels_last))
+        logits = model.fc(rep)
+        return F.cross_entropy(logits, y), int((logits.argmax(1) == y).sum())
+
+    train = load_prepared(data, "train")
+    ckpt = Path(model_out).parent / "resume.pt"
+    hist = fit(
+        model,
+        list(model.fc.parameters()),
+        torch.from_numpy(train.images).to(dev),
+        torch.from_numpy(train.labels).to(dev),
+        cfg,
+        batch_loss,
+        checkpoint=ckpt,
+        generator=gen,
+        gmp=driver,
+        lr_at=lambda e: lrs[e],
+        set_mode=set_mode,
+        desc=f"scl-head/{schedule}/s{sparsity}/seed{seed}",
+    )
+    meta = {
+        "arch": dict(pre["arch"]),
+        "method": "scl",
+        "schedule": schedule,
+        "sparsity": sparsity,
+        "seed": seed,
+    }
+    metrics = _finish(
+        model,
+        hist,
+        data=data,
+        norm=normal,
+        device=dev,
+        eval_batch_size=eval_batch_size,
+        model_out=model_out,
+        metrics_out=metrics_out,
+        checkpoint=ckpt,
+        meta=meta,
+        extra={
+            "pretrain_wall_time_s": pre["wall_time_s"],
+            "pretrain_steps": pre["steps"],
+            "pretrain_image_views_per_s": pre["image_views_per_s"],
+            "encoder_sparsity": pre["sparsity_measured"],
+        },
+    )
+    return metrics

@@ -42,11 +42,27 @@ def cifar10_archive(wildcards):
     return config["data"]["images_archive"]
 
 
-def gmp_params(wildcards):
-    """The GMP schedule a training job depends on (none for dense models)."""
-    if wildcards.schedule == "dense":
-        return None
-    return config["gmp"][getattr(wildcards, "method", "sup")]
+GMP_SECTION = {
+    ("sup", "gmp"): "sup",
+    ("scl", "gmp"): "scl",
+    ("scl", "delayed_gmp"): "scl_delayed",
+}
+
+
+def gmp_params(method):
+    """Input function: the GMP schedule a training job depends on (none if dense)."""
+
+    def params(wildcards):
+        if wildcards.schedule == "dense":
+            return None
+        return config["gmp"][GMP_SECTION[(method, wildcards.schedule)]]
+
+    return params
+
+
+def head_gmp_params(wildcards):
+    """The SCL linear head's GMP schedule (pruned models only)."""
+    return None if wildcards.schedule == "dense" else config["gmp"]["scl_head"]
 
 
 def population(schedule, sparsity):

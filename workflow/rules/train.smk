@@ -1,6 +1,8 @@
-# Training: Sup from scratch (dense, or GMP during training) and One-Shot
-# (global magnitude pruning of a dense model, then fine-tuning). Each job
-# checkpoints resume.pt beside its outputs every epoch and resumes from it.
+# Training: Sup from scratch (dense, or GMP during training); SCL as SupCon
+# pre-training (dense, GMP or delayed GMP) then a linear head on the frozen
+# encoder; One-Shot (global magnitude pruning of a dense model, then
+# fine-tuning) for both. Each job checkpoints a resume file beside its outputs
+# every epoch and resumes from it.
 
 
 rule train_supervised:
@@ -20,11 +22,58 @@ rule train_supervised:
         arch=config["model"],
         hp=config["sup"],
         norm={"mean": config["data"]["mean"], "std": config["data"]["std"]},
-        gmp=gmp_params,
+        gmp=gmp_params("sup"),
         device=config["device"],
         eval_batch_size=config["eval_batch_size"],
     script:
         "../scripts/train_supervised.py"
+
+
+rule pretrain_supcon:
+    input:
+        data="results/data/cifar10.npz",
+    output:
+        "results/models/scl/{schedule}/s{sparsity}/seed{seed}/encoder.pt",
+    log:
+        "results/logs/pretrain_supcon/scl/{schedule}/s{sparsity}/seed{seed}.log",
+    wildcard_constraints:
+        schedule="dense|gmp|delayed_gmp",
+    conda:
+        "../../envs/prunelens.yaml"
+    threads: 1
+    params:
+        arch=config["model"],
+        hp=config["scl"]["pretrain"],
+        norm={"mean": config["data"]["mean"], "std": config["data"]["std"]},
+        gmp=gmp_params("scl"),
+        device=config["device"],
+    script:
+        "../scripts/pretrain_supcon.py"
+
+
+rule fit_linear_head:
+    input:
+        data="results/data/cifar10.npz",
+        encoder="results/models/scl/{schedule}/s{sparsity}/seed{seed}/encoder.pt",
+    output:
+        model="results/models/scl/{schedule}/s{sparsity}/seed{seed}/model.pt",
+        metrics="results/models/scl/{schedule}/s{sparsity}/seed{seed}/metrics.json",
+    log:
+        "results/logs/fit_linear_head/scl/{schedule}/s{sparsity}/seed{seed}.log",
+    wildcard_constraints:
+        schedule="dense|gmp|delayed_gmp",
+    conda:
+        "../../envs/prunelens.yaml"
+    threads: 1
+    params:
+        hp=config["scl"]["head"],
+        augment=config["sup"]["augment"],
+        norm={"mean": config["data"]["mean"], "std": config["data"]["std"]},
+        gmp=head_gmp_params,
+        device=config["device"],
+        eval_batch_size=config["eval_batch_size"],
+    script:
+        "../scripts/fit_linear_head.py"
 
 
 rule prune_oneshot:
