@@ -22,6 +22,7 @@ $(STAMP): envs/requirements.txt pyproject.toml
 
 quick: venv
 	$(BIN)/snakemake --profile profiles/quick all
+	$(BIN)/snakemake --profile profiles/quick --report results/report.html
 	@echo
 	@echo "Quick-scale results are under results/: tables in results/tables/,"
 	@echo "figures in results/figures/, the report in results/report.html."

@@ -110,7 +110,27 @@ def _cross_checks(config: Mapping[str, Any]) -> str | None:
             value = value[k]
         if value[name] != sorted(value[name]):
             return f"config key '{key}': must be increasing, got {value[name]}"
-    return _gmp_checks(config)
+    return _gmp_checks(config) or _analysis_checks(config)
+
+
+def _analysis_checks(config: Mapping[str, Any]) -> str | None:
+    """Populations must hold the models an analysis asks for."""
+    n_seeds = len(config["seeds"])
+    for key in ("depth", "umap"):
+        models = config["analysis"][key]["models"]
+        if models > n_seeds:
+            return (
+                f"config key 'analysis.{key}.models': {models} models asked for, "
+                f"but a population has only {n_seeds} (the seeds list)"
+            )
+    n_train = config["data"]["subset_train"] or _TRAIN_SIZE
+    k = config["analysis"]["depth"]["k"]
+    if k > n_train:
+        return (
+            f"config key 'analysis.depth.k': k = {k} exceeds the {n_train} "
+            "training images the probes are fitted on"
+        )
+    return None
 
 
 def check(config: Mapping[str, Any], schema_path: str | Path) -> None:

@@ -17,9 +17,9 @@ import torch
 from prunelens import augment
 from prunelens.data import load_prepared
 from prunelens.models import Classifier, load_model
-from prunelens.runtime import atomic_path, pick_device
+from prunelens.runtime import atomic_path, keep_freed_memory, pick_device
 
-__all__ = ["accuracy", "predict", "predict_file", "write_predictions"]
+__all__ = ["accuracy", "predict", "predict_files", "write_predictions"]
 
 
 @torch.no_grad()
@@ -38,7 +38,7 @@ def predict(
     for i in range(0, len(images), batch):
         x = torch.from_numpy(images[i : i + batch]).to(device)
         x = augment.normalize(augment.to_unit_float(x), mean, std)
-        out, rep = model.represent(x)
+        out, rep = model.represent(x.contiguous(memory_format=torch.channels_last))
         logits.append(out.float().cpu().numpy())
         reps.append(rep.float().cpu().numpy())
     return np.concatenate(logits), np.concatenate(reps)
@@ -67,22 +67,34 @@ def write_predictions(
         )
 
 
-def predict_file(
+def predict_files(
     *,
-    model: str | Path,
+    models: Sequence[str | Path],
+    outs: Sequence[str | Path],
     data: str | Path,
-    out: str | Path,
     mean: Sequence[float],
     std: Sequence[float],
     device: str = "auto",
     batch: int = 1024,
     threads: int = 1,
-) -> float:
-    """Write the predictions file of one saved model; returns test accuracy."""
+) -> list[float]:
+    """Write the predictions file of each saved model; returns test accuracies.
+
+    One job serves a whole population, so the data and torch load once.
+    """
+    if len(models) != len(outs):
+        raise ValueError(f"{len(models)} models but {len(outs)} output paths")
     torch.set_num_threads(max(1, threads))
+    keep_freed_memory()
     dev = pick_device(device)
-    net, _ = load_model(model, dev)
     test = load_prepared(data, "test")
-    logits, rep = predict(net, test.images, mean, std, device=dev, batch=batch)
-    write_predictions(out, index=test.index, labels=test.labels, logits=logits, rep=rep)
-    return accuracy(logits, test.labels)
+    accs = []
+    for model, out in zip(models, outs, strict=True):
+        net, _ = load_model(model, dev)
+        net = net.to(memory_format=torch.channels_last)
+        logits, rep = predict(net, test.images, mean, std, device=dev, batch=batch)
+        write_predictions(
+            out, index=test.index, labels=test.labels, logits=logits, rep=rep
+        )
+        accs.append(accuracy(logits, test.labels))
+    return accs

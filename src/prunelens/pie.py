@@ -16,7 +16,14 @@ import pandas as pd
 
 TieBreak = Literal["smallest", "largest"]
 
-__all__ = ["Population", "load_population", "modal_labels", "vote_pies"]
+__all__ = [
+    "Population",
+    "load_population",
+    "modal_labels",
+    "overlap_iou",
+    "pie_class_counts",
+    "vote_pies",
+]
 
 
 @dataclass(frozen=True)
@@ -86,3 +93,42 @@ def vote_pies(
             "tie": d_tie | p_tie,
         }
     )
+
+
+def _pie_ids(pie: pd.DataFrame) -> set[int]:
+    return set(pie.loc[pie["pie"].astype(bool), "index"].astype(int))
+
+
+def overlap_iou(pie_a: pd.DataFrame, pie_b: pd.DataFrame) -> float:
+    """|A∩B| / |A∪B| of the two tables' PIE indices; 0.0 when both are empty."""
+    a, b = _pie_ids(pie_a), _pie_ids(pie_b)
+    union = a | b
+    return len(a & b) / len(union) if union else 0.0
+
+
+def pie_class_counts(
+    pie_a: pd.DataFrame, pie_b: pd.DataFrame, n_classes: int = 10
+) -> pd.DataFrame:
+    """PIEs per true class: ``shared`` by both tables, ``unique_a``, ``unique_b``.
+
+    Indexed by class id ``0..n_classes-1`` (zero rows included).
+    """
+    labels = pd.concat([pie_a[["index", "label"]], pie_b[["index", "label"]]])
+    labels = labels.drop_duplicates()
+    if labels["index"].duplicated().any():
+        raise ValueError("the two tables disagree on some examples' labels")
+    label_of = labels.set_index("index")["label"]
+    a, b = _pie_ids(pie_a), _pie_ids(pie_b)
+    out = pd.DataFrame(
+        {
+            name: label_of.loc[sorted(ids)].value_counts()
+            for name, ids in (
+                ("shared", a & b),
+                ("unique_a", a - b),
+                ("unique_b", b - a),
+            )
+        }
+    )
+    out = out.reindex(range(n_classes)).fillna(0).astype(int)
+    out.index.name = "class"
+    return out

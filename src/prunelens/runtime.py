@@ -12,7 +12,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_path", "keep_freed_memory", "log_to", "pick_device", "write_json"]
+__all__ = [
+    "atomic_path",
+    "keep_freed_memory",
+    "log_to",
+    "pick_device",
+    "write_csv",
+    "write_json",
+    "write_npz",
+]
 
 log = logging.getLogger("prunelens")
 
@@ -52,6 +60,10 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
+    # mkstemp makes the file private (0600); give it the usual umask-derived mode
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
     try:
         yield Path(tmp)
         os.replace(tmp, path)
@@ -63,6 +75,19 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 def write_json(path: str | Path, payload: dict[str, Any]) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+
+
+def write_csv(path: str | Path, frame: Any) -> None:
+    """Write a pandas DataFrame without its index, atomically."""
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False)
+
+
+def write_npz(path: str | Path, arrays: dict[str, Any]) -> None:
+    import numpy as np
+
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, **arrays)
 
 
 def pick_device(choice: str) -> str:

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from prunelens.pie import overlap_iou, pie_class_counts
 from prunelens.runtime import atomic_path
 
 __all__ = ["GROUP_LABELS", "render_latex", "render_markdown", "table1", "write_table"]
@@ -192,3 +193,209 @@ def write_table(
         tmp.write_text(render_markdown(wide, title, note))
     with atomic_path(tex) as tmp:
         tmp.write_text(render_latex(wide, f"{title}. {note}".strip(), label))
+
+
+# ---------------------------------------------------------------- Table 3
+
+
+def table3(pies: Mapping[int, str | Path], paper: Mapping[str, Any]) -> pd.DataFrame:
+    """Sup / GMP PIE counts: ours, Hooker et al. (2019) and the paper."""
+    hooker = paper["table3"]["hooker2019_sup_gmp_pie"]
+    ours_paper = paper["table1"]["sup_gmp"]
+    rows = []
+    for sparsity, path in sorted(pies.items()):
+        votes = pd.read_csv(path)
+        rows.append(
+            {
+                "sparsity": sparsity,
+                "pie": int(votes["pie"].sum()),
+                "ties": int(votes["tie"].sum()),
+                "n_examples": len(votes),
+                "hooker2019_pie": hooker.get(sparsity),
+                "paper_pie": ours_paper.get(sparsity, {}).get("pie"),
+            }
+        )
+    return pd.DataFrame(rows).astype({"hooker2019_pie": "Int64", "paper_pie": "Int64"})
+
+
+def table3_wide(df: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "Sparsity %": df["sparsity"],
+            "Hooker et al. (2019)": [_fmt(v) for v in df["hooker2019_pie"]],
+            "Corti et al. (2022)": [_fmt(v) for v in df["paper_pie"]],
+            "ours": [_fmt(v) for v in df["pie"]],
+        }
+    )
+
+
+# ---------------------------------------------------------------- Tables 4, 5
+
+QSCORE_COLUMNS = ("q", "z", "l1")
+
+
+def qscore_table(
+    cells: Sequence[Mapping[str, Any]], paper: Mapping[str, Any], paper_table: str
+) -> pd.DataFrame:
+    """Q, Z and L1 (mean and std over test examples of the model-averaged
+    scores) per cell, over all examples, PIEs and non-PIEs.
+
+    ``cells``: mappings with ``method, schedule, sparsity, scores`` (its Q
+    csv) and ``pie`` (its PIE csv; None for the dense population, which then
+    only gets the ``all`` row).
+    """
+    from prunelens.analysis import split_summary
+
+    rows = []
+    for cell in cells:
+        scores = pd.read_csv(cell["scores"])
+        if cell.get("pie"):
+            pie = pd.read_csv(cell["pie"])
+        else:
+            pie = pd.DataFrame({"index": scores["index"], "pie": False})
+        summaries = split_summary(scores, pie, QSCORE_COLUMNS)
+        if not cell.get("pie"):
+            summaries = summaries[:1]
+        group = "gmp" if cell["schedule"] == "dense" else cell["schedule"]
+        ref = paper[paper_table].get(f"{cell['method']}_{group}", {})
+        ref = ref.get(cell["sparsity"], {})
+        for summary in summaries:
+            row = {k: cell[k] for k in ("method", "schedule", "sparsity")}
+            row |= summary
+            row["n_degenerate"] = int(scores["n_degenerate"].sum())
+            for col in QSCORE_COLUMNS:
+                on_all = summary["subset"] == "all"
+                row[f"paper_{col}"] = ref.get(col) if on_all else None
+                row[f"paper_{col}_std"] = ref.get(f"{col}_std") if on_all else None
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _pm(mean: Any, std: Any) -> str:
+    return f"{_fmt(mean)} ± {_fmt(std)}"
+
+
+def qscore_wide(df: pd.DataFrame) -> pd.DataFrame:
+    """Paper layout: rows = sparsity, per schedule Q, Z, L1 as ``ours (paper)``."""
+    sel = df[df["subset"] == "all"]
+    out = pd.DataFrame({"Sparsity %": sorted(set(sel["sparsity"]))})
+    for schedule in [
+        s for s in ("gmp", "delayed_gmp", "oneshot") if s in set(sel["schedule"])
+    ]:
+        label = GROUP_LABELS[(sel["method"].iloc[0], schedule)]
+        for col, name in zip(QSCORE_COLUMNS, ("Q", "Z", "‖h‖₁"), strict=True):
+            cells = []
+            for s in out["Sparsity %"]:
+                r = sel[
+                    (sel["sparsity"] == s)
+                    & (sel["schedule"] == (schedule if s else "dense"))
+                ]
+                if r.empty:
+                    cells.append("")
+                    continue
+                r = r.iloc[0]
+                cells.append(
+                    f"{_pm(r[f'{col}_mean'], r[f'{col}_std'])} "
+                    f"({_pm(r[f'paper_{col}'], r[f'paper_{col}_std'])})"
+                )
+            out[f"{label} {name}"] = cells
+    return out
+
+
+# ---------------------------------------------------------------- Table 6
+
+
+def depth_table(
+    cells: Sequence[Mapping[str, Any]], paper: Mapping[str, Any]
+) -> pd.DataFrame:
+    """Prediction depth of PIEs and non-PIEs (mean, std over examples).
+
+    ``cells``: mappings with ``method, schedule, sparsity, scores`` (its PD
+    csv) and ``pie``. For a dense row, ``pie`` is the PIE table of its
+    schedule at the largest sparsity (the examples pruning will lose).
+    Both PD definitions are reported, one row each.
+    """
+    from prunelens.analysis import split_summary
+
+    rows = []
+    for cell in cells:
+        scores = pd.read_csv(cell["scores"])
+        pie = pd.read_csv(cell["pie"])
+        ref = paper["table6"].get(f"{cell['method']}_{cell['group']}", {})
+        ref = ref.get(cell["sparsity"], {})
+        for definition, col in (("corti", "pd"), ("baldock", "pd_baldock")):
+            stats = {s["subset"]: s for s in split_summary(scores, pie, [col])}
+            parity = definition == "corti"
+            rows.append(
+                {
+                    "method": cell["method"],
+                    "schedule": cell["schedule"],
+                    "group": cell["group"],
+                    "sparsity": cell["sparsity"],
+                    "definition": definition,
+                    "n_models": cell["n_models"],
+                    "pie_mean": stats["pie"][f"{col}_mean"],
+                    "pie_std": stats["pie"][f"{col}_std"],
+                    "n_pie": stats["pie"]["n"],
+                    "non_pie_mean": stats["non_pie"][f"{col}_mean"],
+                    "non_pie_std": stats["non_pie"][f"{col}_std"],
+                    "n_non_pie": stats["non_pie"]["n"],
+                    "paper_pie": ref.get("pie") if parity else None,
+                    "paper_pie_std": ref.get("pie_std") if parity else None,
+                    "paper_non_pie": ref.get("non_pie") if parity else None,
+                    "paper_non_pie_std": ref.get("non_pie_std") if parity else None,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def depth_wide(df: pd.DataFrame, definition: str) -> pd.DataFrame:
+    sel = df[df["definition"] == definition]
+    out = pd.DataFrame({"Sparsity %": sorted(set(sel["sparsity"]))})
+    groups = [
+        g
+        for g in GROUP_LABELS
+        if (sel["method"] == g[0]).any() and (sel["group"] == g[1]).any()
+    ]
+    for method, group in groups:
+        label = GROUP_LABELS[(method, group)]
+        for part, name in (("pie", "PIE"), ("non_pie", "non-PIE")):
+            cells = []
+            for s in out["Sparsity %"]:
+                r = sel[
+                    (sel["method"] == method)
+                    & (sel["group"] == group)
+                    & (sel["sparsity"] == s)
+                ]
+                if r.empty:
+                    cells.append("")
+                    continue
+                r = r.iloc[0]
+                cells.append(
+                    f"{_pm(r[f'{part}_mean'], r[f'{part}_std'])} "
+                    f"({_pm(r[f'paper_{part}'], r[f'paper_{part}_std'])})"
+                )
+            out[f"{label} {name}"] = cells
+    return out
+
+
+# ---------------------------------------------------------------- PIE overlap
+
+
+def pie_overlap(cells: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """Sup versus SCL PIEs per (schedule, sparsity): sizes, shared, IoU."""
+    rows = []
+    for cell in cells:
+        sup, scl = pd.read_csv(cell["sup"]), pd.read_csv(cell["scl"])
+        counts = pie_class_counts(sup, scl)
+        rows.append(
+            {
+                "schedule": cell["schedule"],
+                "sparsity": cell["sparsity"],
+                "sup_pie": int(sup["pie"].sum()),
+                "scl_pie": int(scl["pie"].sum()),
+                "shared": int(counts["shared"].sum()),
+                "iou": overlap_iou(sup, scl),
+            }
+        )
+    return pd.DataFrame(rows)

@@ -1,4 +1,5 @@
-# Analyses across populations of models: PIE voting.
+# Analyses across populations of models: PIE voting, Q-Score, prediction
+# depth, UMAP.
 
 
 rule vote_pies:
@@ -17,3 +18,35 @@ rule vote_pies:
         tie_break=config["pie"]["tie_break"],
     script:
         "../scripts/vote_pies.py"
+
+
+rule score_q:
+    input:
+        population(None, None),
+    output:
+        "results/scores/q/{method}/{schedule}/s{sparsity}.csv",
+    log:
+        "results/logs/score_q/{method}/{schedule}/s{sparsity}.log",
+    conda:
+        "../../envs/prunelens.yaml"
+    script:
+        "../scripts/score_q.py"
+
+
+# One job for every embedding: umap-learn compiles its numba kernels once per
+# process, which costs far more than embedding one more population.
+rule embed_umap:
+    input:
+        unpack(umap_inputs),
+    output:
+        "results/umap/embeddings.csv",
+    log:
+        "results/logs/embed_umap.log",
+    conda:
+        "../../envs/prunelens.yaml"
+    params:
+        umap=config["analysis"]["umap"],
+        tie_break=config["pie"]["tie_break"],
+        cells=umap_cells(),
+    script:
+        "../scripts/embed_umap.py"

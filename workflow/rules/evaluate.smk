@@ -1,14 +1,22 @@
-# Evaluation: one predictions file per model over the prepared test split.
+# Evaluation of trained models. One job per population (method, schedule,
+# sparsity) rather than per model: torch and the data load once, and a paper
+# run is a few hundred jobs instead of thousands.
 
 
 rule predict:
     input:
         data="results/data/cifar10.npz",
-        model="results/models/{method}/{schedule}/s{sparsity}/seed{seed}/model.pt",
+        models=expand(
+            "results/models/{{method}}/{{schedule}}/s{{sparsity}}/seed{seed}/model.pt",
+            seed=SEEDS,
+        ),
     output:
-        "results/predictions/{method}/{schedule}/s{sparsity}/seed{seed}.npz",
+        expand(
+            "results/predictions/{{method}}/{{schedule}}/s{{sparsity}}/seed{seed}.npz",
+            seed=SEEDS,
+        ),
     log:
-        "results/logs/predict/{method}/{schedule}/s{sparsity}/seed{seed}.log",
+        "results/logs/predict/{method}/{schedule}/s{sparsity}.log",
     conda:
         "../../envs/prunelens.yaml"
     threads: 1
@@ -18,3 +26,36 @@ rule predict:
         batch=config["eval_batch_size"],
     script:
         "../scripts/predict.py"
+
+
+rule probe_depth:
+    input:
+        data="results/data/cifar10.npz",
+        models=expand(
+            "results/models/{{method}}/{{schedule}}/s{{sparsity}}/seed{seed}/model.pt",
+            seed=DEPTH_SEEDS,
+        ),
+        predictions=expand(
+            "results/predictions/{{method}}/{{schedule}}/s{{sparsity}}/seed{seed}.npz",
+            seed=DEPTH_SEEDS,
+        ),
+    output:
+        per_model=expand(
+            "results/depth/{{method}}/{{schedule}}/s{{sparsity}}/seed{seed}.npz",
+            seed=DEPTH_SEEDS,
+        ),
+        scores="results/scores/pd/{method}/{schedule}/s{sparsity}.csv",
+    log:
+        "results/logs/probe_depth/{method}/{schedule}/s{sparsity}.log",
+    conda:
+        "../../envs/prunelens.yaml"
+    threads: 1
+    params:
+        depth=config["analysis"]["depth"],
+        augment=config["sup"]["augment"],
+        norm={"mean": config["data"]["mean"], "std": config["data"]["std"]},
+        seeds=DEPTH_SEEDS,
+        device=config["device"],
+        batch=config["eval_batch_size"],
+    script:
+        "../scripts/probe_depth.py"

@@ -1,4 +1,5 @@
-# The paper's tables, ours beside the paper's numbers.
+# The paper's tables and figures (ours beside the paper's numbers), each also
+# registered for the HTML report (`snakemake --report results/report.html`).
 
 
 rule table1:
@@ -6,7 +7,11 @@ rule table1:
         table1_inputs,
         paper=PAPER_TABLES,
     output:
-        csv="results/tables/table1.csv",
+        csv=report(
+            "results/tables/table1.csv",
+            caption="../report/table1.rst",
+            category="Tables",
+        ),
         md="results/tables/table1.md",
         tex="results/tables/table1.tex",
     log:
@@ -19,7 +24,304 @@ rule table1:
         "../scripts/table1.py"
 
 
+rule table3:
+    input:
+        list(table3_pies().values()),
+        paper=PAPER_TABLES,
+    output:
+        csv=report(
+            "results/tables/table3.csv",
+            caption="../report/table3.rst",
+            category="Tables",
+        ),
+        md="results/tables/table3.md",
+        tex="results/tables/table3.tex",
+    log:
+        "results/logs/table3.log",
+    conda:
+        "../../envs/prunelens.yaml"
+    params:
+        pies=table3_pies(),
+    script:
+        "../scripts/table3.py"
+
+
+rule table4:
+    input:
+        cell_paths(qscore_cells("scl"), "scores", "pie"),
+        paper=PAPER_TABLES,
+    output:
+        csv=report(
+            "results/tables/table4.csv",
+            caption="../report/table4.rst",
+            category="Tables",
+        ),
+        md="results/tables/table4.md",
+        tex="results/tables/table4.tex",
+    log:
+        "results/logs/table4.log",
+    conda:
+        "../../envs/prunelens.yaml"
+    params:
+        cells=qscore_cells("scl"),
+        title="Table 4: representation quality of SCL models (Q, Z, L1)",
+        paper_table="table4",
+    script:
+        "../scripts/qscore_table.py"
+
+
+rule table5:
+    input:
+        cell_paths(qscore_cells("sup"), "scores", "pie"),
+        paper=PAPER_TABLES,
+    output:
+        csv=report(
+            "results/tables/table5.csv",
+            caption="../report/table5.rst",
+            category="Tables",
+        ),
+        md="results/tables/table5.md",
+        tex="results/tables/table5.tex",
+    log:
+        "results/logs/table5.log",
+    conda:
+        "../../envs/prunelens.yaml"
+    params:
+        cells=qscore_cells("sup"),
+        title="Table 5: representation quality of Sup models (Q, Z, L1)",
+        paper_table="table5",
+    script:
+        "../scripts/qscore_table.py"
+
+
+rule table6:
+    input:
+        cell_paths(depth_cells(), "scores", "pie"),
+        paper=PAPER_TABLES,
+    output:
+        csv=report(
+            "results/tables/table6.csv",
+            caption="../report/table6.rst",
+            category="Tables",
+        ),
+        md="results/tables/table6.md",
+        tex="results/tables/table6.tex",
+    log:
+        "results/logs/table6.log",
+    conda:
+        "../../envs/prunelens.yaml"
+    params:
+        cells=depth_cells(),
+        definition=ANALYSIS["depth"]["definition"],
+    script:
+        "../scripts/table6.py"
+
+
+rule pie_overlap:
+    input:
+        cell_paths(overlap_cells(), "sup", "scl"),
+    output:
+        csv=report(
+            "results/tables/pie_overlap.csv",
+            caption="../report/pie_overlap.rst",
+            category="Tables",
+        ),
+        md="results/tables/pie_overlap.md",
+        tex="results/tables/pie_overlap.tex",
+    log:
+        "results/logs/pie_overlap.log",
+    conda:
+        "../../envs/prunelens.yaml"
+    params:
+        cells=overlap_cells(),
+    script:
+        "../scripts/pie_overlap.py"
+
+
+rule fig1:
+    input:
+        "results/umap/embeddings.csv",
+    output:
+        pdf="results/figures/fig1.pdf",
+        png=report(
+            "results/figures/fig1.png",
+            caption="../report/fig1.rst",
+            category="Figures",
+        ),
+    log:
+        "results/logs/fig1.log",
+    conda:
+        "../../envs/prunelens.yaml"
+    params:
+        methods=config["methods"],
+        sparsity=trained_sparsity(ANALYSIS["fig1_sparsity"]),
+        requested=ANALYSIS["fig1_sparsity"],
+    script:
+        "../scripts/fig1.py"
+
+
+rule fig2:
+    input:
+        cell_paths(scatter_cells("q"), "dense", "sparse", "pie"),
+    output:
+        pdf="results/figures/fig2.pdf",
+        png=report(
+            "results/figures/fig2.png",
+            caption="../report/fig2.rst",
+            category="Figures",
+        ),
+    log:
+        "results/logs/fig2.log",
+    conda:
+        "../../envs/prunelens.yaml"
+    params:
+        cells=scatter_cells("q"),
+        column="q",
+        axis_label="Q-Score",
+        title="Figure 2: Q-Score of each test image, dense versus sparse models",
+        sparsity=SCATTER_SPARSITY,
+        requested=90,
+    script:
+        "../scripts/fig_scatter.py"
+
+
+rule fig3:
+    input:
+        cell_paths(scatter_cells("pd"), "dense", "sparse", "pie"),
+    output:
+        pdf="results/figures/fig3.pdf",
+        png=report(
+            "results/figures/fig3.png",
+            caption="../report/fig3.rst",
+            category="Figures",
+        ),
+    log:
+        "results/logs/fig3.log",
+    conda:
+        "../../envs/prunelens.yaml"
+    params:
+        cells=scatter_cells("pd"),
+        column="pd" if ANALYSIS["depth"]["definition"] == "corti" else "pd_baldock",
+        axis_label="Prediction depth",
+        title="Figure 3: prediction depth of each test image, dense versus sparse",
+        sparsity=SCATTER_SPARSITY,
+        requested=90,
+    script:
+        "../scripts/fig_scatter.py"
+
+
+rule fig4:
+    input:
+        list(pie_tables(["oneshot"]).values()),
+    output:
+        pdf="results/figures/fig4.pdf",
+        png=report(
+            "results/figures/fig4.png",
+            caption="../report/fig4.rst",
+            category="Figures",
+        ),
+    log:
+        "results/logs/fig4.log",
+    conda:
+        "../../envs/prunelens.yaml"
+    params:
+        pies=pie_tables(["oneshot"]),
+        rows=[
+            (label, [(m, "oneshot", s) for s in sorted(SPARSITIES)])
+            for m, label in (
+                ("sup", "(a) Sup / One-Shot"),
+                ("scl", "(b) SCL / One-Shot"),
+            )
+        ],
+        title="Figure 4: PIEs per class after One-Shot pruning (strong: shared by Sup and SCL)",
+        sharey=False,
+    script:
+        "../scripts/fig_pies.py"
+
+
+rule fig5:
+    input:
+        "results/umap/embeddings.csv",
+    output:
+        pdf="results/figures/fig5.pdf",
+        png=report(
+            "results/figures/fig5.png",
+            caption="../report/fig5.rst",
+            category="Figures",
+        ),
+    log:
+        "results/logs/fig5.log",
+    conda:
+        "../../envs/prunelens.yaml"
+    params:
+        sparsities=sorted(SPARSITIES),
+    script:
+        "../scripts/fig5.py"
+
+
+rule fig6:
+    input:
+        data="results/data/cifar10.npz",
+        gmp=pie_csv("scl", "gmp", trained_sparsity(ANALYSIS["gallery_sparsity"])),
+        oneshot=pie_csv(
+            "scl", "oneshot", trained_sparsity(ANALYSIS["gallery_sparsity"])
+        ),
+    output:
+        pdf="results/figures/fig6.pdf",
+        png=report(
+            "results/figures/fig6.png",
+            caption="../report/fig6.rst",
+            category="Figures",
+        ),
+    log:
+        "results/logs/fig6.log",
+    conda:
+        "../../envs/prunelens.yaml"
+    params:
+        sparsity=trained_sparsity(ANALYSIS["gallery_sparsity"]),
+        requested=ANALYSIS["gallery_sparsity"],
+        per_group=8,
+    script:
+        "../scripts/fig6.py"
+
+
+rule fig7:
+    input:
+        list(pie_tables(["gmp", "oneshot"]).values()),
+    output:
+        pdf="results/figures/fig7.pdf",
+        png=report(
+            "results/figures/fig7.png",
+            caption="../report/fig7.rst",
+            category="Figures",
+        ),
+    log:
+        "results/logs/fig7.log",
+    conda:
+        "../../envs/prunelens.yaml"
+    params:
+        pies=pie_tables(["gmp", "oneshot"]),
+        rows=[
+            (f"{s}%", [(m, sc, s) for m, sc in FIGURE_COLUMNS])
+            for s in sorted(SPARSITIES)
+        ],
+        title="Figure 7: PIEs per class and sparsity (strong: shared by Sup and SCL)",
+        sharey="row",
+    script:
+        "../scripts/fig_pies.py"
+
+
 rule all_tables:
     input:
-        rules.table1.output,
+        expand(
+            "results/tables/{table}.{ext}",
+            table=["table1", "table3", "table4", "table5", "table6", "pie_overlap"],
+            ext=["csv", "md", "tex"],
+        ),
+    localrule: True
+
+
+rule all_figures:
+    input:
+        expand("results/figures/fig{n}.{ext}", n=range(1, 8), ext=["pdf", "png"]),
     localrule: True

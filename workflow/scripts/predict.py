@@ -1,22 +1,22 @@
-"""Rule predict: test-set logits, predictions and representations of one model."""
+"""Rule predict: test-set logits, predictions and representations of a population."""
 
 from typing import TYPE_CHECKING
 
-from prunelens.evaluate import predict_file
+from prunelens.evaluate import predict_files
 from prunelens.runtime import log, log_to
 
 if TYPE_CHECKING:
     from snakemake.script import snakemake
 
 with log_to(snakemake.log[0]):
-    acc = predict_file(
-        model=snakemake.input.model,
+    accs = predict_files(
+        models=snakemake.input.models,
+        outs=snakemake.output,
         data=snakemake.input.data,
-        out=snakemake.output[0],
         mean=snakemake.params.norm["mean"],
         std=snakemake.params.norm["std"],
         device=snakemake.params.device,
         batch=snakemake.params.batch,
         threads=snakemake.threads,
     )
-    log.info("test accuracy %.4f", acc)
+    log.info("test accuracy per model: %s", ", ".join(f"{a:.4f}" for a in accs))

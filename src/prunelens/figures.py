@@ -1,0 +1,486 @@
+"""The paper's figures (Corti et al. 2022, Figures 1-7) from per-example tables.
+
+Every figure is written twice, as PDF and PNG, through :func:`save`. Inputs are
+plain DataFrames / arrays; reading them from disk is the caller's job.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+from matplotlib.ticker import MaxNLocator
+
+from prunelens.runtime import atomic_path
+from prunelens.tables import GROUP_LABELS
+
+# Headless workflow jobs: never pick an interactive backend. pyplot resolves
+# its backend lazily, so switching after the import above is safe.
+matplotlib.use("Agg")
+
+__all__ = [
+    "METHOD_LABELS",
+    "Cell",
+    "fig_dense_vs_sparse",
+    "fig_gallery",
+    "fig_pie_classes",
+    "fig_umap",
+    "gallery_group",
+    "save",
+    "select_gallery",
+]
+
+PathLike = str | Path
+METHOD_LABELS = {"sup": "Sup", "scl": "SCL"}
+# Okabe-Ito-like "colorblind" palette: ten distinguishable hues, one per class.
+PALETTE = sns.color_palette("colorblind", 10)
+PNG_DPI = 150
+_RC = {
+    **sns.axes_style("whitegrid"),
+    **sns.plotting_context("paper", font_scale=1.3),
+    "pdf.fonttype": 42,  # embed TrueType so text stays selectable/editable
+}
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One population of models: training method, pruning schedule, sparsity %."""
+
+    method: str
+    schedule: str
+    sparsity: int
+
+    def __post_init__(self) -> None:
+        if self.method not in METHOD_LABELS:
+            raise ValueError(f"unknown method {self.method!r}")
+        if (
+            self.schedule != "dense"
+            and (self.method, self.schedule) not in GROUP_LABELS
+        ):
+            raise ValueError(f"no {self.method!r} population for {self.schedule!r}")
+
+    @property
+    def label(self) -> str:
+        if self.schedule == "dense":
+            return f"{METHOD_LABELS[self.method]} dense"
+        return f"{GROUP_LABELS[(self.method, self.schedule)]} {self.sparsity}%"
+
+
+@contextmanager
+def _style() -> Iterator[None]:
+    """Seaborn look, scoped so importing this module restyles nothing else.
+
+    Figures opened inside are closed if building one fails, so a long-lived
+    caller (tests, notebooks) does not accumulate half-drawn figures.
+    """
+    before = set(plt.get_fignums())
+    with plt.rc_context(_RC):
+        try:
+            yield
+        except BaseException:
+            for num in set(plt.get_fignums()) - before:
+                plt.close(num)
+            raise
+
+
+def save(fig: Figure, pdf_path: PathLike, png_path: PathLike) -> None:
+    """Write ``fig`` as PDF and PNG, each atomically, then close it."""
+    try:
+        with atomic_path(pdf_path) as tmp:
+            # No CreationDate: reruns give byte-identical PDFs.
+            fig.savefig(tmp, format="pdf", metadata={"CreationDate": None})
+        with atomic_path(png_path) as tmp:
+            fig.savefig(tmp, format="png", dpi=PNG_DPI)
+    finally:
+        plt.close(fig)
+
+
+def _light(
+    color: tuple[float, float, float], amount: float = 0.55
+) -> tuple[float, ...]:
+    """``color`` blended towards white."""
+    return tuple(c + (1.0 - c) * amount for c in color)
+
+
+def _note(ax: Axes, text: str) -> None:
+    """Boxed text in the upper-left corner (empty there for near-identity data)."""
+    ax.text(
+        0.03,
+        0.97,
+        text,
+        transform=ax.transAxes,
+        ha="left",
+        va="top",
+        fontsize="small",
+        bbox={"boxstyle": "round", "facecolor": "white", "alpha": 0.8, "lw": 0},
+    )
+
+
+def _placeholder(ax: Axes, text: str) -> None:
+    ax.set_axis_off()
+    ax.text(0.5, 0.5, text, ha="center", va="center", color="0.4", style="italic")
+
+
+# ---------------------------------------------------------------- UMAP (1, 5)
+
+
+def fig_umap(
+    panels: Sequence[tuple[Cell, pd.DataFrame | None] | None],
+    classes: Sequence[str],
+    pdf: PathLike,
+    png: PathLike,
+    *,
+    ncols: int,
+    title: str,
+    mark_pies: bool = True,
+    point_size: float = 1.5,
+) -> None:
+    """Grid of UMAP scatters coloured by modal prediction, filled row by row.
+
+    A ``(cell, None)`` panel reads "not in grid"; a bare ``None`` leaves its
+    slot blank (Figure 5's dense row has only one panel per method).
+    """
+    nrows = max(1, math.ceil(len(panels) / ncols))
+    with _style():
+        fig, axes = plt.subplots(
+            nrows,
+            ncols,
+            figsize=(3.3 * ncols, 3.1 * nrows + 0.9),
+            layout="constrained",
+            squeeze=False,
+        )
+        any_pie = False
+        for ax, panel in zip(axes.flat, [*panels, *[None] * axes.size], strict=False):
+            if panel is None:
+                ax.set_axis_off()
+                continue
+            cell, df = panel
+            if df is None:
+                _placeholder(ax, "not in grid")
+                ax.set_title(cell.label)
+                continue
+            colors = np.asarray(PALETTE)[df["mode"].to_numpy(dtype=int)]
+            pie = (
+                df["pie"].to_numpy(dtype=bool) if mark_pies else np.zeros(len(df), bool)
+            )
+            # PIEs last so their outlines are not buried under the crowd.
+            ax.scatter(
+                df["x"][~pie],
+                df["y"][~pie],
+                c=colors[~pie],
+                s=point_size,
+                linewidths=0,
+                rasterized=True,
+            )
+            if pie.any():
+                any_pie = True
+                ax.scatter(
+                    df["x"][pie],
+                    df["y"][pie],
+                    c=colors[pie],
+                    s=point_size * 5,
+                    edgecolors="black",
+                    linewidths=0.4,
+                    rasterized=True,
+                )
+            n_pie = int(df["pie"].sum())
+            sub = "" if cell.schedule == "dense" else f"\n{n_pie} PIEs"
+            ax.set_title(cell.label + sub)
+            # UMAP coordinates carry no units; ticks would only add clutter.
+            ax.set_xticks([])
+            ax.set_yticks([])
+        handles = [
+            Line2D([], [], ls="", marker="o", ms=7, color=PALETTE[i], label=name)
+            for i, name in enumerate(classes)
+        ]
+        if any_pie:
+            handles.append(
+                Line2D(
+                    [],
+                    [],
+                    ls="",
+                    marker="o",
+                    ms=7,
+                    mfc="white",
+                    mec="black",
+                    label="PIE",
+                )
+            )
+        fig.legend(
+            handles=handles,
+            loc="outside lower center",
+            ncol=min(6, len(handles)),
+            title="modal predicted class",
+            frameon=False,
+        )
+        fig.suptitle(title, fontsize="x-large")
+        save(fig, pdf, png)
+
+
+# ------------------------------------------------------ dense vs sparse (2, 3)
+
+
+def _paired(
+    dense: pd.DataFrame, sparse: pd.DataFrame, pie: pd.DataFrame, column: str
+) -> pd.DataFrame:
+    """Per example: dense and sparse ``column`` plus the PIE flag."""
+    both = dense[["index", column]].merge(
+        sparse[["index", column]],
+        on="index",
+        suffixes=("_dense", "_sparse"),
+        validate="one_to_one",
+    )
+    if not len(both) == len(dense) == len(sparse):
+        raise ValueError("dense and sparse tables cover different examples")
+    out = both.merge(pie[["index", "pie"]], on="index", how="left", validate="1:1")
+    if out["pie"].isna().any():
+        raise ValueError("the PIE table lacks some examples")
+    return out.astype({"pie": bool})
+
+
+def fig_dense_vs_sparse(
+    panels: Sequence[tuple[Cell, pd.DataFrame, pd.DataFrame, pd.DataFrame]],
+    column: str,
+    pdf: PathLike,
+    png: PathLike,
+    *,
+    axis_label: str,
+    title: str,
+) -> None:
+    """Per-example dense (x) vs sparse (y) ``column``, one panel per cell."""
+    other, pie_color = PALETTE[0], PALETTE[1]
+    with _style():
+        fig, axes = plt.subplots(
+            1,
+            len(panels),
+            figsize=(3.6 * len(panels), 4.3),
+            layout="constrained",
+            squeeze=False,
+        )
+        for ax, (cell, dense, sparse, pie) in zip(axes.flat, panels, strict=True):
+            df = _paired(dense, sparse, pie, column)
+            xcol, ycol = f"{column}_dense", f"{column}_sparse"
+            finite = df[[xcol, ycol]].notna().all(axis=1)
+            n_nan = int((~finite).sum())
+            df = df[finite]
+            ax.set_title(cell.label)
+            ax.set_xlabel(f"{axis_label} (dense)")
+            ax.set_ylabel(f"{axis_label} ({cell.sparsity}% sparse)")
+            if df.empty:
+                _note(ax, f"no finite values\n{n_nan} NaN dropped")
+                continue
+            for is_pie, color, size, alpha in (
+                (False, other, 4, 0.35),
+                (True, pie_color, 7, 0.8),
+            ):
+                part = df[df["pie"] == is_pie]
+                ax.scatter(
+                    part[xcol],
+                    part[ycol],
+                    s=size,
+                    color=color,
+                    alpha=alpha,
+                    linewidths=0,
+                    rasterized=True,
+                )
+            lo = float(min(df[xcol].min(), df[ycol].min()))
+            hi = float(max(df[xcol].max(), df[ycol].max()))
+            pad = 0.05 * (hi - lo) or 0.5
+            lim = (lo - pad, hi + pad)
+            ax.plot(lim, lim, ls="--", color="0.25", lw=1)
+            ax.set_xlim(lim)
+            ax.set_ylim(lim)
+            ax.set_aspect("equal")
+            # Same ticks on both axes, so the square reads as a square.
+            for axis in (ax.xaxis, ax.yaxis):
+                axis.set_major_locator(MaxNLocator(nbins=6, steps=[1, 2, 2.5, 5, 10]))
+            text = f"n = {len(df)}"
+            if len(df) > 2 and df[xcol].std() > 0 and df[ycol].std() > 0:
+                text += f"\nPearson r = {df[xcol].corr(df[ycol]):.2f}"
+            if n_nan:
+                text += f"\n{n_nan} NaN dropped"
+            _note(ax, text)
+        fig.legend(
+            handles=[
+                Line2D([], [], ls="", marker="o", color=other, label="non-PIE"),
+                Line2D([], [], ls="", marker="o", color=pie_color, label="PIE"),
+                Line2D([], [], ls="--", color="0.25", label="identity"),
+            ],
+            loc="outside lower center",
+            ncol=3,
+            frameon=False,
+        )
+        fig.suptitle(title, fontsize="x-large")
+        save(fig, pdf, png)
+
+
+# ------------------------------------------------------- PIE classes (4, 7)
+
+
+def fig_pie_classes(
+    rows: Sequence[tuple[str, Sequence[tuple[str, pd.DataFrame, Literal["a", "b"]]]]],
+    classes: Sequence[str],
+    pdf: PathLike,
+    png: PathLike,
+    *,
+    title: str,
+    names: tuple[str, str] = ("Sup", "SCL"),
+    sharey: bool | Literal["row", "col"] = False,
+) -> None:
+    """Grid of per-class stacked bars: shared PIEs (strong) + unique (light).
+
+    Each panel is ``(title, counts, which)`` with ``counts`` from
+    :func:`pie_class_counts`; ``which`` picks ``unique_a``/``unique_b`` and the
+    colour; ``names`` are the methods behind ``a`` and ``b`` (for the legend).
+    """
+    nrows = len(rows)
+    ncols = max(len(panels) for _, panels in rows)
+    base = {"a": PALETTE[0], "b": PALETTE[1]}
+    x = np.arange(len(classes))
+    with _style():
+        fig, axes = plt.subplots(
+            nrows,
+            ncols,
+            figsize=(3.4 * ncols, 2.5 * nrows + 1.6),
+            layout="constrained",
+            squeeze=False,
+            sharey=sharey,
+        )
+        used: set[str] = set()
+        for r, (row_label, panels) in enumerate(rows):
+            for c in range(ncols):
+                ax = axes[r, c]
+                if c >= len(panels):
+                    ax.set_axis_off()
+                    continue
+                panel_title, counts, which = panels[c]
+                if which not in base:
+                    raise ValueError(f"which must be 'a' or 'b', not {which!r}")
+                used.add(which)
+                shared = counts["shared"].to_numpy()
+                ax.bar(x, shared, color=base[which], width=0.8)
+                ax.bar(
+                    x,
+                    counts[f"unique_{which}"].to_numpy(),
+                    bottom=shared,
+                    color=_light(base[which]),
+                    width=0.8,
+                )
+                ax.set_title(panel_title, fontsize="medium")
+                ax.set_xticks(x)
+                # Class names only where no panel sits below (sharex-like).
+                below = r + 1 < nrows and c < len(rows[r + 1][1])
+                if below:
+                    ax.set_xticklabels([])
+                else:
+                    ax.set_xticklabels(classes, rotation=55, ha="right")
+                ax.grid(axis="x", visible=False)
+                ax.yaxis.set_major_locator(MaxNLocator(nbins=5, integer=True))
+                if c == 0:
+                    ax.set_ylabel(f"{row_label}\n# PIEs")
+        handles = []
+        for which in sorted(used):
+            name, other = (names[0], names[1]) if which == "a" else (names[1], names[0])
+            handles += [
+                Patch(color=base[which], label=f"{name} PIEs shared with {other}"),
+                Patch(color=_light(base[which]), label=f"{name}-only PIEs"),
+            ]
+        fig.legend(
+            handles=handles,
+            loc="outside lower center",
+            ncol=len(handles),
+            frameon=False,
+        )
+        fig.suptitle(title, fontsize="x-large")
+        save(fig, pdf, png)
+
+
+# ------------------------------------------------------------- gallery (6)
+
+
+def select_gallery(
+    pie: pd.DataFrame, *, dense_wrong_sparse_right: bool, k: int
+) -> pd.DataFrame:
+    """First ``k`` examples (by index) that pruning fixed, or broke when False."""
+    dense_ok = pie["dense_mode"] == pie["label"]
+    sparse_ok = pie["pruned_mode"] == pie["label"]
+    mask = ~dense_ok & sparse_ok if dense_wrong_sparse_right else dense_ok & ~sparse_ok
+    return pie[mask].sort_values("index").head(k).reset_index(drop=True)
+
+
+def gallery_group(
+    rows: pd.DataFrame,
+    images: np.ndarray,
+    image_index: np.ndarray,
+    classes: Sequence[str],
+) -> tuple[np.ndarray, list[str]]:
+    """Images and "U: … S: …" captions for ``rows`` from :func:`select_gallery`."""
+    pos = pd.Series(np.arange(len(image_index)), index=image_index)
+    missing = ~rows["index"].isin(pos.index)
+    if missing.any():
+        raise KeyError(f"no image for examples {rows['index'][missing].tolist()}")
+    picked = images[pos.loc[rows["index"]].to_numpy()]
+    captions = [
+        f"U: {classes[u]}  S: {classes[s]}"
+        for u, s in zip(rows["dense_mode"], rows["pruned_mode"], strict=True)
+    ]
+    return picked, captions
+
+
+def fig_gallery(
+    groups: Sequence[tuple[str, np.ndarray, Sequence[str]]],
+    pdf: PathLike,
+    png: PathLike,
+    *,
+    title: str,
+    max_per_group: int = 8,
+    ncols: int = 4,
+    upscale: int = 4,
+) -> None:
+    """Rows of captioned thumbnails, one titled block per group."""
+    shown = []
+    for group_title, images, captions in groups:
+        if len(images) != len(captions):
+            raise ValueError(
+                f"{group_title}: {len(images)} images, {len(captions)} captions"
+            )
+        shown.append((group_title, images[:max_per_group], captions[:max_per_group]))
+    grid_rows = [math.ceil(len(imgs) / ncols) for _, imgs, _ in shown]
+    # Inches per block: an empty group needs one line of text, not a row.
+    heights = [0.45 + (2.7 * n if n else 0.6) for n in grid_rows]
+    with _style():
+        fig = plt.figure(
+            figsize=(2.6 * ncols, sum(heights) + 0.5), layout="constrained"
+        )
+        subfigs = fig.subfigures(len(shown), 1, height_ratios=heights, squeeze=False)
+        for sub, n_rows, (group_title, images, captions) in zip(
+            subfigs.flat, grid_rows, shown, strict=True
+        ):
+            sub.suptitle(group_title, fontsize="large", fontweight="bold")
+            if len(images) == 0:
+                _placeholder(sub.subplots(), "none at this scale")
+                continue
+            axes = sub.subplots(n_rows, ncols, squeeze=False)
+            for i, ax in enumerate(axes.flat):
+                ax.set_axis_off()
+                if i >= len(images):
+                    continue
+                # Upscale in pixels: PDF viewers would otherwise blur 32x32 images.
+                big = images[i].repeat(upscale, axis=0).repeat(upscale, axis=1)
+                ax.imshow(big, interpolation="nearest")
+                ax.set_title(captions[i], fontsize="small")
+        fig.suptitle(title, fontsize="x-large")
+        save(fig, pdf, png)

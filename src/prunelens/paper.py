@@ -1,0 +1,204 @@
+"""The paper's figures from the workflow's files (Figures 1-7 of Corti et al.).
+
+Each ``figN`` reads the files a rule names and draws with
+:mod:`prunelens.figures`; nothing here computes a score.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from prunelens.data import CLASSES, load_prepared
+from prunelens.figures import (
+    Cell,
+    fig_dense_vs_sparse,
+    fig_gallery,
+    fig_pie_classes,
+    fig_umap,
+    gallery_group,
+    select_gallery,
+)
+from prunelens.pie import overlap_iou, pie_class_counts
+
+log = logging.getLogger("prunelens.paper")
+
+PathLike = str | Path
+COLUMNS = (("sup", "gmp"), ("sup", "oneshot"), ("scl", "gmp"), ("scl", "oneshot"))
+
+__all__ = ["fig1", "fig5", "fig_gallery_pies", "fig_pies_by_class", "fig_scatter"]
+
+
+def note_substitution(what: str, requested: int, used: int) -> None:
+    if requested != used:
+        log.warning(
+            "%s: %d%% sparsity is not in the grid; showing %d%% instead",
+            what,
+            requested,
+            used,
+        )
+
+
+def _umap_panel(emb: pd.DataFrame, method: str, schedule: str, sparsity: int):
+    sel = emb[
+        (emb["method"] == method)
+        & (emb["schedule"] == schedule)
+        & (emb["sparsity"] == sparsity)
+    ]
+    return Cell(method, schedule, sparsity), (sel if len(sel) else None)
+
+
+def fig1(
+    embeddings: PathLike,
+    *,
+    methods: Sequence[str],
+    sparsity: int,
+    requested: int,
+    pdf: PathLike,
+    png: PathLike,
+) -> None:
+    """UMAP of each method: dense, GMP and One-Shot at ``sparsity``."""
+    note_substitution("Figure 1", requested, sparsity)
+    emb = pd.read_csv(embeddings)
+    panels = []
+    for method in methods:
+        panels.append(_umap_panel(emb, method, "dense", 0))
+        panels += [_umap_panel(emb, method, sc, sparsity) for sc in ("gmp", "oneshot")]
+    fig_umap(
+        panels,
+        CLASSES,
+        pdf,
+        png,
+        ncols=3,
+        title=f"Figure 1: representations of dense and {sparsity}%-sparse models "
+        "(UMAP)",
+    )
+
+
+def fig5(
+    embeddings: PathLike,
+    *,
+    sparsities: Sequence[int],
+    pdf: PathLike,
+    png: PathLike,
+) -> None:
+    """UMAP grid: the dense row, then one row per sparsity, four columns."""
+    emb = pd.read_csv(embeddings)
+    dense = [_umap_panel(emb, "sup", "dense", 0), None]
+    dense += [_umap_panel(emb, "scl", "dense", 0), None]
+    panels: list[Any] = dense
+    for s in sparsities:
+        panels += [_umap_panel(emb, m, sc, s) for m, sc in COLUMNS]
+    fig_umap(
+        panels,
+        CLASSES,
+        pdf,
+        png,
+        ncols=4,
+        title="Figure 5: UMAP of representations across pruning methods and sparsities",
+    )
+
+
+def fig_scatter(
+    cells: Sequence[Mapping[str, Any]],
+    *,
+    column: str,
+    axis_label: str,
+    title: str,
+    sparsity: int,
+    requested: int,
+    pdf: PathLike,
+    png: PathLike,
+) -> None:
+    """Figures 2 and 3: dense versus sparse per-example score, PIEs coloured.
+
+    ``cells``: mappings with ``method, schedule, dense, sparse, pie`` paths.
+    """
+    note_substitution(title.split(":")[0], requested, sparsity)
+    panels = [
+        (
+            Cell(c["method"], c["schedule"], sparsity),
+            pd.read_csv(c["dense"]),
+            pd.read_csv(c["sparse"]),
+            pd.read_csv(c["pie"]),
+        )
+        for c in cells
+    ]
+    fig_dense_vs_sparse(panels, column, pdf, png, axis_label=axis_label, title=title)
+
+
+def fig_pies_by_class(
+    pies: Mapping[str, PathLike],
+    *,
+    rows: Sequence[tuple[str, Sequence[tuple[str, str, int]]]],
+    title: str,
+    pdf: PathLike,
+    png: PathLike,
+    sharey: bool | str = False,
+) -> None:
+    """Figures 4 and 7: PIEs per class, shared by Sup and SCL versus unique.
+
+    ``pies`` maps ``<method>_<schedule>_s<sparsity>`` to PIE tables; each row
+    of ``rows`` is (row label, [(method, schedule, sparsity), ...]). Shared
+    means a PIE of both methods under the same schedule and sparsity.
+    """
+    grid = []
+    for row_label, panels in rows:
+        drawn = []
+        for method, schedule, s in panels:
+            sup = pd.read_csv(pies[f"sup_{schedule}_s{s}"])
+            scl = pd.read_csv(pies[f"scl_{schedule}_s{s}"])
+            iou = overlap_iou(sup, scl)
+            name = "Sup" if method == "sup" else "SCL"
+            label = "One-Shot" if schedule == "oneshot" else "GMP"
+            drawn.append(
+                (
+                    f"{name} / {label} {s}% (IoU {iou:.2f})",
+                    pie_class_counts(sup, scl),
+                    "a" if method == "sup" else "b",
+                )
+            )
+        grid.append((row_label, drawn))
+    fig_pie_classes(grid, CLASSES, pdf, png, title=title, sharey=sharey)  # type: ignore[arg-type]
+
+
+def fig_gallery_pies(
+    pies: Mapping[str, PathLike],
+    *,
+    data: PathLike,
+    method: str,
+    sparsity: int,
+    requested: int,
+    per_group: int,
+    pdf: PathLike,
+    png: PathLike,
+) -> None:
+    """Figure 6: test images the dense population gets wrong and the sparse one
+    right (and the reverse), under GMP and One-Shot, with both modal labels."""
+    note_substitution("Figure 6", requested, sparsity)
+    test = load_prepared(data, "test")
+    groups = []
+    for schedule, name in (("gmp", "GMP"), ("oneshot", "One-Shot")):
+        pie = pd.read_csv(pies[schedule])
+        for wrong_dense, text in (
+            (True, "dense wrong, sparse right"),
+            (False, "dense right, sparse wrong"),
+        ):
+            rows = select_gallery(
+                pie, dense_wrong_sparse_right=wrong_dense, k=per_group
+            )
+            images, captions = gallery_group(rows, test.images, test.index, CLASSES)
+            groups.append((f"{name} {sparsity}%: {text}", images, captions))
+    label = "SCL" if method == "scl" else "Sup"
+    fig_gallery(
+        groups,
+        pdf,
+        png,
+        title=f"Figure 6: {label} test images whose modal label changes with pruning "
+        "(U: dense, S: sparse)",
+        max_per_group=per_group,
+    )

@@ -1,0 +1,17 @@
+"""Rule fig5: UMAP grid across methods, schedules and sparsities."""
+
+from typing import TYPE_CHECKING
+
+from prunelens.paper import fig5
+from prunelens.runtime import log_to
+
+if TYPE_CHECKING:
+    from snakemake.script import snakemake
+
+with log_to(snakemake.log[0]):
+    fig5(
+        snakemake.input[0],
+        sparsities=snakemake.params.sparsities,
+        pdf=snakemake.output.pdf,
+        png=snakemake.output.png,
+    )

@@ -1,0 +1,21 @@
+"""Rule fig6: gallery of SCL test images whose modal label changes with pruning."""
+
+from typing import TYPE_CHECKING
+
+from prunelens.paper import fig_gallery_pies
+from prunelens.runtime import log_to
+
+if TYPE_CHECKING:
+    from snakemake.script import snakemake
+
+with log_to(snakemake.log[0]):
+    fig_gallery_pies(
+        {"gmp": snakemake.input.gmp, "oneshot": snakemake.input.oneshot},
+        data=snakemake.input.data,
+        method="scl",
+        sparsity=snakemake.params.sparsity,
+        requested=snakemake.params.requested,
+        per_group=snakemake.params.per_group,
+        pdf=snakemake.output.pdf,
+        png=snakemake.output.png,
+    )
