@@ -176,6 +176,19 @@ def test_select_gallery_exact() -> None:
     assert list(broken.columns) == list(pie.columns)
 
 
+def test_select_gallery_takes_classes_in_turn() -> None:
+    pie = pd.DataFrame(
+        {
+            "index": [1, 2, 3, 9],
+            "label": [0, 0, 0, 1],
+            "dense_mode": [5, 5, 5, 5],
+            "pruned_mode": [0, 0, 0, 1],
+        }
+    )
+    picked = select_gallery(pie, dense_wrong_sparse_right=True, k=3)
+    assert picked["index"].tolist() == [1, 9, 2]
+
+
 def test_gallery_group_picks_images_by_id() -> None:
     image_index = np.array([10, 11, 12])
     images = np.stack([np.full((32, 32, 3), i, np.uint8) for i in (0, 1, 2)])

@@ -354,7 +354,8 @@ def fig_pie_classes(
         fig, axes = plt.subplots(
             nrows,
             ncols,
-            figsize=(3.4 * ncols, 2.5 * nrows + 1.6),
+            # at least 4 columns wide, so the title and the legend always fit
+            figsize=(3.4 * max(ncols, 4), 2.5 * nrows + 1.6),
             layout="constrained",
             squeeze=False,
             sharey=sharey,
@@ -414,11 +415,18 @@ def fig_pie_classes(
 def select_gallery(
     pie: pd.DataFrame, *, dense_wrong_sparse_right: bool, k: int
 ) -> pd.DataFrame:
-    """First ``k`` examples (by index) that pruning fixed, or broke when False."""
+    """Up to ``k`` examples whose correctness flips between dense and sparse.
+
+    Classes take turns (each class's lowest index first, then its second, ...)
+    so a small gallery shows several classes; deterministic.
+    """
     dense_ok = pie["dense_mode"] == pie["label"]
     sparse_ok = pie["pruned_mode"] == pie["label"]
     mask = ~dense_ok & sparse_ok if dense_wrong_sparse_right else dense_ok & ~sparse_ok
-    return pie[mask].sort_values("index").head(k).reset_index(drop=True)
+    rows = pie[mask].sort_values("index")
+    turn = rows.groupby("label").cumcount()
+    order = rows.assign(_turn=turn).sort_values(["_turn", "index"])
+    return order.drop(columns="_turn").head(k).reset_index(drop=True)
 
 
 def gallery_group(

@@ -198,7 +198,7 @@ def fig_gallery_pies(
         groups,
         pdf,
         png,
-        title=f"Figure 6: {label} test images whose modal label changes with pruning "
-        "(U: dense, S: sparse)",
+        title=f"Figure 6: {label} images whose modal label flips\n"
+        "(U: dense population, S: sparse population)",
         max_per_group=per_group,
     )

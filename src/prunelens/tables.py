@@ -272,6 +272,8 @@ def qscore_table(
 
 
 def _pm(mean: Any, std: Any) -> str:
+    if _fmt(mean) == "–":
+        return "–"
     return f"{_fmt(mean)} ± {_fmt(std)}"
 
 
