@@ -49,8 +49,9 @@ from prunelens.runtime import atomic_path, keep_freed_memory, pick_device, write
 
 log = logging.getLogger("prunelens.train")
 
-# (images uint8 NHWC batch, labels, generator) -> (loss, number correct)
-BatchLoss = Callable[[Tensor, Tensor, torch.Generator], tuple[Tensor, int]]
+# (images uint8 NHWC batch, labels, generator) -> (loss, number correct); the
+# count stays a tensor so that a GPU step never waits for the host.
+BatchLoss = Callable[[Tensor, Tensor, torch.Generator], tuple[Tensor, Tensor]]
 
 __all__ = [
     "SGDConfig",
@@ -154,9 +155,15 @@ def fit(
     lr_at: Callable[[int], float] | None = None,
     set_mode: Callable[[], None] | None = None,
     pruned: nn.Module | None = None,
+    precision: str = "fp32",
     desc: str = "train",
 ) -> History:
-    """Train ``params`` for ``cfg.epochs`` epochs over (images, labels)."""
+    """Train ``params`` for ``cfg.epochs`` epochs over (images, labels).
+
+    ``precision="bf16"`` runs the forward pass under bfloat16 autocast (on CPUs
+    with AVX512-BF16 and on GPUs about twice as fast); weights, optimiser and
+    loss stay in float32.
+    """
     opt = torch.optim.SGD(
         params,
         lr=cfg.lr,
@@ -170,7 +177,7 @@ def fit(
         state = torch.load(checkpoint, map_location=images.device, weights_only=False)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
-        generator.set_state(state["generator"].to(generator.device))
+        generator.set_state(state["generator"].cpu())  # set_state wants a CPU tensor
         if gmp is not None:
             gmp.load_state_dict(state["gmp"])
         hist = state["history"]
@@ -186,7 +193,7 @@ def fit(
         t0 = time.perf_counter()
         perm = torch.randperm(n, generator=generator, device=images.device)
         total_loss = torch.zeros((), device=images.device)
-        correct = 0
+        correct = torch.zeros((), dtype=torch.long, device=images.device)
         bar = tqdm(
             range(0, n, cfg.batch_size), desc=f"{desc} {epoch + 1}", disable=None
         )
@@ -195,7 +202,10 @@ def fit(
             if gmp is not None:
                 gmp.step(hist.step)
             idx = perm[i : i + cfg.batch_size]
-            loss, n_right = batch_loss(images[idx], labels[idx], generator)
+            with torch.autocast(
+                images.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"
+            ):
+                loss, n_right = batch_loss(images[idx], labels[idx], generator)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -213,7 +223,7 @@ def fit(
         row = {
             "epoch": epoch + 1,
             "loss": mean_loss,
-            "train_acc": correct / n,
+            "train_acc": int(correct) / n,
             "lr": lr,
             "sparsity": measured_sparsity(pruned or model),
             "images_per_s": n / dt,
@@ -257,12 +267,12 @@ def _setup(threads: int, device: str, seed: int) -> tuple[str, torch.Generator]:
 def _supervised_loss(
     model: nn.Module, norm: Normalisation, aug: Mapping[str, Any]
 ) -> BatchLoss:
-    def batch_loss(x: Tensor, y: Tensor, gen: torch.Generator) -> tuple[Tensor, int]:
+    def batch_loss(x: Tensor, y: Tensor, gen: torch.Generator) -> tuple[Tensor, Tensor]:
         x = augment.crop_flip(augment.to_unit_float(x), gen, **aug)
         x = augment.normalize(x, norm.mean, norm.std)
         # channels_last: ~20% faster convolutions on CPU, and on GPU tensor cores
         logits = model(x.contiguous(memory_format=torch.channels_last))
-        return F.cross_entropy(logits, y), int((logits.argmax(1) == y).sum())
+        return F.cross_entropy(logits, y), (logits.argmax(1) == y).sum()
 
     return batch_loss
 
@@ -324,6 +334,7 @@ def train_supervised(
     schedule: str,
     device: str = "auto",
     threads: int = 1,
+    precision: str = "fp32",
     eval_batch_size: int = 1024,
 ) -> dict[str, Any]:
     """Sup training from scratch: dense (sparsity 0) or with GMP to ``sparsity``%."""
@@ -351,6 +362,7 @@ def train_supervised(
         checkpoint=ckpt,
         generator=gen,
         gmp=driver,
+        precision=precision,
         desc=f"sup/{schedule}/s{sparsity}/seed{seed}",
     )
     meta = {
@@ -388,6 +400,7 @@ def oneshot_finetune(
     seed: int,
     device: str = "auto",
     threads: int = 1,
+    precision: str = "fp32",
     eval_batch_size: int = 1024,
 ) -> dict[str, Any]:
     """Global magnitude pruning of a trained model, then CE fine-tuning (§5.3).
@@ -414,6 +427,7 @@ def oneshot_finetune(
         _supervised_loss(model, normal, augment_cfg),
         checkpoint=ckpt,
         generator=gen,
+        precision=precision,
         desc=f"{method}/oneshot/s{sparsity}/seed{seed}",
     )
     meta = {
@@ -463,7 +477,7 @@ def _supcon_batch_loss(
         "p_gray": aug["p_gray"],
     }
 
-    def batch_loss(x: Tensor, y: Tensor, gen: torch.Generator) -> tuple[Tensor, int]:
+    def batch_loss(x: Tensor, y: Tensor, gen: torch.Generator) -> tuple[Tensor, Tensor]:
         v1, v2 = augment.two_views(augment.to_unit_float(x), gen, **view_kw)
         both = augment.normalize(torch.cat([v1, v2]), norm.mean, norm.std)
         z = net(both.contiguous(memory_format=torch.channels_last))
@@ -474,7 +488,8 @@ def _supcon_batch_loss(
             temperature=hp["temperature"],
             base_temperature=hp["base_temperature"],
         )
-        return loss, 0  # no classifier yet: no accuracy during pre-training
+        # no classifier yet: no accuracy during pre-training
+        return loss, torch.zeros((), dtype=torch.long, device=x.device)
 
     return batch_loss
 
@@ -492,6 +507,7 @@ def pretrain_supcon(
     schedule: str,
     device: str = "auto",
     threads: int = 1,
+    precision: str = "fp32",
 ) -> dict[str, Any]:
     """SupCon pre-training of encoder + projection head (§4.2).
 
@@ -526,6 +542,7 @@ def pretrain_supcon(
         gmp=driver,
         lr_at=lambda e: cosine_lr(cfg.lr, eta_min, cfg.epochs, e),
         pruned=net.encoder,
+        precision=precision,
         desc=f"scl-pretrain/{schedule}/s{sparsity}/seed{seed}",
     )
     make_permanent(net)
@@ -563,6 +580,7 @@ def fit_linear_head(
     schedule: str,
     device: str = "auto",
     threads: int = 1,
+    precision: str = "fp32",
     eval_batch_size: int = 1024,
 ) -> dict[str, Any]:
     """Linear classifier on the frozen encoder (§4.3); GMP on it when sparse.
@@ -591,13 +609,13 @@ def fit_linear_head(
         model.train()
         model.encoder.eval()
 
-    def batch_loss(x: Tensor, y: Tensor, g: torch.Generator) -> tuple[Tensor, int]:
+    def batch_loss(x: Tensor, y: Tensor, g: torch.Generator) -> tuple[Tensor, Tensor]:
         x = augment.crop_flip(augment.to_unit_float(x), g, **augment_cfg)
         x = augment.normalize(x, normal.mean, normal.std)
         with torch.no_grad():
             rep = model.encoder(x.contiguous(memory_format=torch.channels_last))
         logits = model.fc(rep)
-        return F.cross_entropy(logits, y), int((logits.argmax(1) == y).sum())
+        return F.cross_entropy(logits, y), (logits.argmax(1) == y).sum()
 
     train = load_prepared(data, "train")
     ckpt = Path(model_out).parent / "resume.pt"
@@ -613,6 +631,7 @@ def fit_linear_head(
         gmp=driver,
         lr_at=lambda e: lrs[e],
         set_mode=set_mode,
+        precision=precision,
         desc=f"scl-head/{schedule}/s{sparsity}/seed{seed}",
     )
     meta = {

@@ -20,5 +20,6 @@ with log_to(snakemake.log[0]):
         seed=int(snakemake.wildcards.seed),
         schedule=snakemake.wildcards.schedule,
         device=snakemake.params.device,
+        precision=snakemake.params.precision,
         threads=snakemake.threads,
     )

@@ -21,6 +21,7 @@ with log_to(snakemake.log[0]):
         sparsity=int(snakemake.wildcards.sparsity),
         seed=int(snakemake.wildcards.seed),
         device=snakemake.params.device,
+        precision=snakemake.params.precision,
         threads=snakemake.threads,
         eval_batch_size=snakemake.params.eval_batch_size,
     )
