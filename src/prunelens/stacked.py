@@ -51,7 +51,6 @@ from torch.nn.utils import prune
 from tqdm import tqdm
 
 from prunelens import augment
-from prunelens.data import load_prepared
 from prunelens.models import Classifier, WideResNetEncoder, build_classifier
 from prunelens.pruning import GMPSchedule, Scope, Target, install_masks, make_permanent
 from prunelens.runtime import atomic_path, keep_freed_memory, pick_device
@@ -61,6 +60,8 @@ from prunelens.train import (
     SGDConfig,
     TrainingDiverged,
     _finish,
+    gmp_schedule,
+    train_tensors,
 )
 
 log = logging.getLogger("prunelens.stacked")
@@ -482,12 +483,8 @@ def train_supervised_block(
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     stacked = StackedClassifier.from_models(models).to(dev, memory_format=fmt)
     del models
-    driver = None
-    if sparsity > 0:
-        if gmp is None:
-            raise ValueError(f"sparsity {sparsity}% needs a GMP schedule")
-        sched = GMPSchedule(final=sparsity / 100, **gmp)
-        driver = StackedGMP(sched, stacked_prune_targets(stacked), k)
+    sched = gmp_schedule(sparsity, gmp)
+    driver = StackedGMP(sched, stacked_prune_targets(stacked), k) if sched else None
     if amp_bf16 and not (dev.startswith("cuda") and torch.cuda.is_bf16_supported()):
         log.warning("amp_bf16 needs a CUDA device with bf16; training in float32")
         amp_bf16 = False
@@ -500,9 +497,7 @@ def train_supervised_block(
 
     cfg = SGDConfig.from_dict(hp)
     normal = Normalisation.from_dict(norm)
-    train = load_prepared(data, "train")
-    images = torch.from_numpy(train.images).to(dev)
-    labels = torch.from_numpy(train.labels).to(dev)
+    images, labels = train_tensors(data, dev)
     opt = torch.optim.SGD(
         stacked.parameters(),
         lr=cfg.lr,

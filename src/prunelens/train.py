@@ -60,9 +60,11 @@ __all__ = [
     "cosine_lr",
     "fit",
     "fit_linear_head",
+    "gmp_schedule",
     "oneshot_finetune",
     "pretrain_supcon",
     "train_supervised",
+    "train_tensors",
 ]
 
 
@@ -264,6 +266,24 @@ def _setup(threads: int, device: str, seed: int) -> tuple[str, torch.Generator]:
     return dev, gen
 
 
+def train_tensors(data: str | Path, device: str) -> tuple[Tensor, Tensor]:
+    """The training split as uint8 images and labels, once, on ``device``."""
+    train = load_prepared(data, "train")
+    return (
+        torch.from_numpy(train.images).to(device),
+        torch.from_numpy(train.labels).to(device),
+    )
+
+
+def gmp_schedule(sparsity: int, gmp: Mapping[str, Any] | None) -> GMPSchedule | None:
+    """The GMP schedule to ``sparsity`` percent, None for a dense model."""
+    if sparsity == 0:
+        return None
+    if gmp is None:
+        raise ValueError(f"sparsity {sparsity}% needs a GMP schedule")
+    return GMPSchedule(final=sparsity / 100, **gmp)
+
+
 def _supervised_loss(
     model: nn.Module, norm: Normalisation, aug: Mapping[str, Any]
 ) -> BatchLoss:
@@ -342,15 +362,9 @@ def train_supervised(
     cfg = SGDConfig.from_dict(hp)
     normal = Normalisation.from_dict(norm)
     model = build_classifier(**arch).to(dev, memory_format=torch.channels_last)
-    driver = None
-    if sparsity > 0:
-        if gmp is None:
-            raise ValueError(f"sparsity {sparsity}% needs a GMP schedule")
-        sched = GMPSchedule(final=sparsity / 100, **gmp)
-        driver = GMP(sched, prune_targets(model))
-    train = load_prepared(data, "train")
-    images = torch.from_numpy(train.images).to(dev)
-    labels = torch.from_numpy(train.labels).to(dev)
+    sched = gmp_schedule(sparsity, gmp)
+    driver = GMP(sched, prune_targets(model)) if sched else None
+    images, labels = train_tensors(data, dev)
     ckpt = Path(model_out).parent / "resume.pt"
     hist = fit(
         model,
@@ -414,9 +428,7 @@ def oneshot_finetune(
     prune_global(prune_targets(model), sparsity / 100)
     cfg = SGDConfig.from_dict(hp)
     normal = Normalisation.from_dict(norm)
-    train = load_prepared(data, "train")
-    images = torch.from_numpy(train.images).to(dev)
-    labels = torch.from_numpy(train.labels).to(dev)
+    images, labels = train_tensors(data, dev)
     ckpt = Path(model_out).parent / "resume.pt"
     hist = fit(
         model,
@@ -521,20 +533,14 @@ def pretrain_supcon(
     net = SupConNetwork(WideResNetEncoder(**arch)).to(
         dev, memory_format=torch.channels_last
     )
-    driver = None
-    if sparsity > 0:
-        if gmp is None:
-            raise ValueError(f"sparsity {sparsity}% needs a GMP schedule")
-        sched = GMPSchedule(final=sparsity / 100, **gmp)
-        driver = GMP(sched, prune_targets(net.encoder, linears=False))
-    train = load_prepared(data, "train")
+    sched = gmp_schedule(sparsity, gmp)
+    driver = GMP(sched, prune_targets(net.encoder, linears=False)) if sched else None
     eta_min = hp["lr"] * hp["eta_min_factor"]
     ckpt = Path(encoder_out).parent / "resume_pretrain.pt"
     hist = fit(
         net,
         list(net.parameters()),
-        torch.from_numpy(train.images).to(dev),
-        torch.from_numpy(train.labels).to(dev),
+        *train_tensors(data, dev),
         cfg,
         _supcon_batch_loss(net, normal, hp),
         checkpoint=ckpt,
@@ -596,11 +602,8 @@ def fit_linear_head(
     model.encoder.requires_grad_(False)
     cfg = SGDConfig.from_dict(hp)
     normal = Normalisation.from_dict(norm)
-    driver = None
-    if sparsity > 0:
-        if gmp is None:
-            raise ValueError(f"sparsity {sparsity}% needs a GMP schedule for the head")
-        driver = GMP(GMPSchedule(final=sparsity / 100, **gmp), prune_targets(model.fc))
+    sched = gmp_schedule(sparsity, gmp)
+    driver = GMP(sched, prune_targets(model.fc)) if sched else None
     lrs = chained_head_lrs(
         cfg.lr, cfg.epochs, cfg.milestones, cfg.gamma, hp["cosine_eta_min"]
     )
@@ -617,13 +620,11 @@ def fit_linear_head(
         logits = model.fc(rep)
         return F.cross_entropy(logits, y), (logits.argmax(1) == y).sum()
 
-    train = load_prepared(data, "train")
     ckpt = Path(model_out).parent / "resume.pt"
     hist = fit(
         model,
         list(model.fc.parameters()),
-        torch.from_numpy(train.images).to(dev),
-        torch.from_numpy(train.labels).to(dev),
+        *train_tensors(data, dev),
         cfg,
         batch_loss,
         checkpoint=ckpt,
