@@ -115,12 +115,16 @@ class GMP:
         amount = self._fractions[self.events]
         self.events += 1
         if amount > 0:
-            if s.scope == "global":
-                prune_global(self.targets, amount)
-            else:
-                for module, name in self.targets:
-                    prune.l1_unstructured(module, name, amount=amount)
+            self.prune(amount)
         return True
+
+    def prune(self, amount: float) -> None:
+        """One event: remove ``amount`` of the remaining weights."""
+        if self.schedule.scope == "global":
+            prune_global(self.targets, amount)
+        else:
+            for module, name in self.targets:
+                prune.l1_unstructured(module, name, amount=amount)
 
     def state_dict(self) -> dict[str, Any]:
         return {"events": self.events}

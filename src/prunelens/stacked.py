@@ -40,7 +40,7 @@ import math
 import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +52,13 @@ from tqdm import tqdm
 
 from prunelens import augment
 from prunelens.models import Classifier, WideResNetEncoder, build_classifier
-from prunelens.pruning import GMPSchedule, Scope, Target, install_masks, make_permanent
+from prunelens.pruning import (
+    GMP,
+    Scope,
+    Target,
+    install_masks,
+    make_permanent,
+)
 from prunelens.runtime import atomic_path, keep_freed_memory, pick_device
 from prunelens.train import (
     History,
@@ -334,40 +340,18 @@ def prune_stacked(
 
 
 @dataclass
-class StackedGMP:
+class StackedGMP(GMP):
     """``prunelens.pruning.GMP`` for a stack: call ``step`` before each batch.
 
-    Same firing rule and schedule (a :class:`GMPSchedule`); each event prunes
-    every model's slices by the event's fraction of that model's remaining
-    weights, layer-wise or globally per model.
+    Same firing rule and schedule; each event prunes every model's slices by
+    the event's fraction of that model's remaining weights, layer-wise or
+    globally per model.
     """
 
-    schedule: GMPSchedule
-    targets: list[Target]
-    n_models: int
-    events: int = 0
-    _fractions: list[float] = field(default_factory=list, repr=False)
+    n_models: int = 1
 
-    def __post_init__(self) -> None:
-        self._fractions = self.schedule.fractions()
-        install_masks(self.targets)
-
-    def step(self, global_step: int) -> bool:
-        s = self.schedule
-        active = s.begin <= global_step <= s.end and global_step % s.frequency == 0
-        if not active or self.events >= len(self._fractions):
-            return False
-        amount = self._fractions[self.events]
-        self.events += 1
-        if amount > 0:
-            prune_stacked(self.targets, self.n_models, amount, s.scope)
-        return True
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"events": self.events}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.events = int(state["events"])
+    def prune(self, amount: float) -> None:
+        prune_stacked(self.targets, self.n_models, amount, self.schedule.scope)
 
 
 @torch.no_grad()
@@ -484,7 +468,9 @@ def train_supervised_block(
     stacked = StackedClassifier.from_models(models).to(dev, memory_format=fmt)
     del models
     sched = gmp_schedule(sparsity, gmp)
-    driver = StackedGMP(sched, stacked_prune_targets(stacked), k) if sched else None
+    driver = (
+        StackedGMP(sched, stacked_prune_targets(stacked), n_models=k) if sched else None
+    )
     if amp_bf16 and not (dev.startswith("cuda") and torch.cuda.is_bf16_supported()):
         log.warning("amp_bf16 needs a CUDA device with bf16; training in float32")
         amp_bf16 = False
