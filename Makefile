@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PROFILE_LINE := export SNAKEMAKE_PROFILE="$(CURDIR)/profiles/local"
 
-.PHONY: venv quick test lint format clean-venv
+.PHONY: venv quick test test-slurm lint format clean-venv
 
 venv: $(STAMP)
 
@@ -41,8 +41,12 @@ format: venv
 
 test: lint
 	@# pytest's exit 5 (no tests collected) is a failure here.
-	$(BIN)/python -m pytest -q --durations=10; rc=$$?; \
+	$(BIN)/python -m pytest -q --durations=10 -m "not slurm"; rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "no tests ran"; exit 1; fi; exit $$rc
+
+# The workflow through a real one-node Slurm (installs Slurm with apt; root).
+test-slurm: venv
+	$(BIN)/python -m pytest -q -m slurm -x
 
 clean-venv:
 	rm -rf $(VENV)

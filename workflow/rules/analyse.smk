@@ -44,6 +44,18 @@ rule embed_umap:
         "results/logs/embed_umap.log",
     conda:
         "../../envs/prunelens.yaml"
+    resources:
+        runtime=lambda wc, attempt: int(
+            attempt
+            * (
+                15
+                + len(umap_cells())
+                * (config["data"]["subset_test"] or 10000)
+                / 1000
+                / 2
+            )
+        ),
+        mem_mb=lambda wc: 3000 + (config["data"]["subset_test"] or 10000) // 5,
     params:
         umap=config["analysis"]["umap"],
         tie_break=config["pie"]["tie_break"],

@@ -27,6 +27,9 @@ rule prepare_cifar10:
         "results/logs/prepare_cifar10.log",
     conda:
         "../../envs/prunelens.yaml"
+    resources:
+        runtime=30,
+        mem_mb=4000,
     params:
         source=config["data"]["source"],
         sha256=config["data"]["images_sha256"],

@@ -20,6 +20,20 @@ rule predict:
     conda:
         "../../envs/prunelens.yaml"
     threads: 1
+    # wall-time limit at paper scale: 10 min on a GPU, 18 min on one CPU core
+    resources:
+        runtime=lambda wc, threads, attempt: int(
+            attempt
+            * (
+                10
+                + len(SEEDS)
+                * (config["data"]["subset_test"] or 10000)
+                / 1000
+                * (0.05 if config["device"] == "cuda" else 1.5 / threads)
+                / 60
+            )
+        ),
+        mem_mb=lambda wc: 2000 + (config["data"]["subset_test"] or 10000) // 10,
     params:
         norm={"mean": config["data"]["mean"], "std": config["data"]["std"]},
         device=config["device"],
@@ -50,6 +64,22 @@ rule probe_depth:
     conda:
         "../../envs/prunelens.yaml"
     threads: 1
+    resources:
+        runtime=lambda wc, threads, attempt: int(
+            attempt
+            * (
+                10
+                + len(DEPTH_SEEDS)
+                * (
+                    (config["data"]["subset_train"] or 50000)
+                    + (config["data"]["subset_test"] or 10000)
+                )
+                / 1000
+                * (0.1 if config["device"] == "cuda" else 5 / threads)
+                / 60
+            )
+        ),
+        mem_mb=lambda wc: 3000 + (config["data"]["subset_train"] or 50000) // 20,
     params:
         depth=config["analysis"]["depth"],
         augment=config["sup"]["augment"],

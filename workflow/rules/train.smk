@@ -18,12 +18,27 @@ rule train_supervised:
     conda:
         "../../envs/prunelens.yaml"
     threads: 1
+    # wall-time limit at paper scale: 1 h on a GPU, 21 h on one CPU core
+    resources:
+        runtime=lambda wc, threads, attempt: int(
+            attempt
+            * (
+                10
+                + config["sup"]["epochs"]
+                * (config["data"]["subset_train"] or 50000)
+                / 1000
+                * (0.3 if config["device"] == "cuda" else 7.5 / threads)
+                / 60
+            )
+        ),
+        mem_mb=lambda wc: 2000 + (config["data"]["subset_train"] or 50000) // 25,
     params:
         arch=config["model"],
         hp=config["sup"],
         norm={"mean": config["data"]["mean"], "std": config["data"]["std"]},
         gmp=gmp_params("sup"),
         device=config["device"],
+        precision=config["precision"],
         eval_batch_size=config["eval_batch_size"],
     script:
         "../scripts/train_supervised.py"
@@ -41,12 +56,29 @@ rule pretrain_supcon:
     conda:
         "../../envs/prunelens.yaml"
     threads: 1
+    # wall-time limit at paper scale: 3.3 h on a GPU, 4.3 days on one CPU core
+    resources:
+        runtime=lambda wc, threads, attempt: int(
+            attempt
+            * (
+                10
+                + config["scl"]["pretrain"]["epochs"]
+                * (config["data"]["subset_train"] or 50000)
+                / 1000
+                * (0.45 if config["device"] == "cuda" else 15 / threads)
+                / 60
+            )
+        ),
+        mem_mb=lambda wc: 2000
+        + (config["data"]["subset_train"] or 50000) // 25
+        + 4 * config["scl"]["pretrain"]["batch_size"],
     params:
         arch=config["model"],
         hp=config["scl"]["pretrain"],
         norm={"mean": config["data"]["mean"], "std": config["data"]["std"]},
         gmp=gmp_params("scl"),
         device=config["device"],
+        precision=config["precision"],
     script:
         "../scripts/pretrain_supcon.py"
 
@@ -65,12 +97,27 @@ rule fit_linear_head:
     conda:
         "../../envs/prunelens.yaml"
     threads: 1
+    # wall-time limit at paper scale: 18 min on a GPU, 3.6 h on one CPU core
+    resources:
+        runtime=lambda wc, threads, attempt: int(
+            attempt
+            * (
+                10
+                + config["scl"]["head"]["epochs"]
+                * (config["data"]["subset_train"] or 50000)
+                / 1000
+                * (0.1 if config["device"] == "cuda" else 2.5 / threads)
+                / 60
+            )
+        ),
+        mem_mb=lambda wc: 2000 + (config["data"]["subset_train"] or 50000) // 25,
     params:
         hp=config["scl"]["head"],
         augment=config["sup"]["augment"],
         norm={"mean": config["data"]["mean"], "std": config["data"]["std"]},
         gmp=head_gmp_params,
         device=config["device"],
+        precision=config["precision"],
         eval_batch_size=config["eval_batch_size"],
     script:
         "../scripts/fit_linear_head.py"
@@ -90,11 +137,26 @@ rule prune_oneshot:
     conda:
         "../../envs/prunelens.yaml"
     threads: 1
+    # wall-time limit at paper scale: 18 min on a GPU, 3.7 h on one CPU core
+    resources:
+        runtime=lambda wc, threads, attempt: int(
+            attempt
+            * (
+                10
+                + config["oneshot"]["epochs"]
+                * (config["data"]["subset_train"] or 50000)
+                / 1000
+                * (0.3 if config["device"] == "cuda" else 8.5 / threads)
+                / 60
+            )
+        ),
+        mem_mb=lambda wc: 2000 + (config["data"]["subset_train"] or 50000) // 25,
     params:
         hp=config["oneshot"],
         augment=config["sup"]["augment"],
         norm={"mean": config["data"]["mean"], "std": config["data"]["std"]},
         device=config["device"],
+        precision=config["precision"],
         eval_batch_size=config["eval_batch_size"],
     script:
         "../scripts/prune_oneshot.py"
