@@ -287,7 +287,8 @@ def test_scancel_fails_the_job_and_a_rerun_resumes_to_the_same_weights(slurm, tm
     # the failed job, its Slurm log (shown, with slurmstepd's CANCELLED line)
     # and the training's own log
     assert re.search(rf"log: \S+/slurm_logs/\S+_train_supervised\S*/{jobid}\.log", text)
-    assert f"JOB {jobid} ON " in text and "CANCELLED AT" in text, text[-3000:]
+    assert f"JOB {jobid} ON " in text, text[-3000:]
+    assert "CANCELLED AT" in text, text[-3000:]
     assert "results/logs/train_supervised/sup/dense/s0/seed0.log" in text
     state = sacct_rows(re.search(r"SLURM run ID: (\S+)", text).group(1))
     assert [r["State"].split()[0] for r in state if r["JobIDRaw"] == jobid] == [
