@@ -352,15 +352,35 @@ def test_cuda_matches_cpu_for_same_parameters() -> None:
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_cuda_has_no_host_sync() -> None:
-    """Augmenting must not stall the host on the GPU (e.g. list -> tensor copies)."""
+def test_a_cpu_generator_gives_the_same_augmentations_on_cuda() -> None:
+    """Training draws from a CPU generator, so one seed means one stream."""
+    x = _images(64)
+    torch.testing.assert_close(
+        crop_flip(x.cuda(), _gen(3)).cpu(), crop_flip(x, _gen(3)), atol=0, rtol=0
+    )
+    got = two_views(x.cuda(), _gen(4))
+    want = two_views(x, _gen(4))
+    for g, w in zip(got, want, strict=True):
+        torch.testing.assert_close(g.cpu(), w, atol=1e-5, rtol=0)
+    perm = augment.permutation(1000, _gen(5), "cuda")
+    assert perm.device.type == "cuda"
+    assert torch.equal(perm.cpu(), augment.permutation(1000, _gen(5), "cpu"))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("gen_device", ["cpu", "cuda"])
+def test_cuda_has_no_host_sync(gen_device) -> None:
+    """Augmenting must not stall the host on the GPU (e.g. list -> tensor copies);
+    draws from a CPU generator reach the GPU through pinned, async copies."""
     raw = torch.randint(0, 256, (16, 32, 32, 3), dtype=torch.uint8, device="cuda")
-    g = _gen(0, "cuda")
+    g = _gen(0, gen_device)
     torch.cuda.set_sync_debug_mode("error")
     try:
         x = to_unit_float(raw)
         crop_flip(x, g)
         two_views(x, g)
+        augment.permutation(100, g, "cuda")
         normalize(x, (0.5, 0.5, 0.5), (0.2, 0.2, 0.2))
     finally:
         torch.cuda.set_sync_debug_mode("default")

@@ -170,3 +170,29 @@ def test_scl_oneshot_prunes_encoder_and_head_together(prepared, tmp_path):
     ]
     assert min(conv_zero) > 0  # every layer touched by the global threshold
     assert float((model.fc.weight == 0).float().mean()) > 0
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_supcon_pretraining_losses_agree_on_cpu_and_gpu(prepared, tmp_path, precision):
+    """Same seed, same augmentations (CPU generator): the same loss curve."""
+    losses = {}
+    for dev in ("cpu", "cuda"):
+        state = pretrain_supcon(
+            data=prepared,
+            encoder_out=tmp_path / dev / "encoder.pt",
+            arch=ARCH,
+            hp={**PRETRAIN, "epochs": 2},
+            norm=NORM,
+            gmp=None,
+            sparsity=0,
+            seed=3,
+            schedule="dense",
+            device=dev,
+            precision=precision,
+        )
+        losses[dev] = [row["loss"] for row in state["history"]]
+    # bf16 rounds differently on the two devices; fp32 differs in sum order only
+    rel = 1e-4 if precision == "fp32" else 3e-2
+    assert losses["cuda"] == pytest.approx(losses["cpu"], rel=rel), losses

@@ -127,7 +127,7 @@ def model_depth(
     train, test = load_prepared(data, "train"), load_prepared(data, "test")
     if k > len(train.labels):
         raise ValueError(f"k = {k} exceeds the {len(train.labels)} training images")
-    gen = torch.Generator(device=dev)
+    gen = torch.Generator(device="cpu")  # the same augmentations on any device
     gen.manual_seed(seed)
 
     def inputs(images: np.ndarray, augmented: bool) -> torch.Tensor:

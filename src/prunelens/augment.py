@@ -10,8 +10,11 @@ whole batches of float tensors in [0, 1], shape (N, 3, H, W), on any device:
   RandomGrayscale(0.2), applied twice (the SupCon transform).
 
 Every random draw comes from the ``generator`` argument (never the global RNG),
-one ``torch.rand`` call per function, so that a checkpoint holding the
-generator state resumes bit-identically. Parameters are drawn per image, with
+one :func:`uniform` call per function, so that a checkpoint holding the
+generator state resumes bit-identically. The generator may live on the CPU
+while the images live on a GPU: draws are made where the generator is and
+copied to the images' device, so one seed gives the same augmentations on
+every device. Parameters are drawn per image, with
 the same distributions as torchvision. Differences from torchvision + PIL:
 
 * The random stream differs (same distributions, different draws).
@@ -45,6 +48,37 @@ _BOX_TRIES = 10
 
 # ColorJitter op ids, as in torchvision's ColorJitter.forward (brightness is 0).
 _CONTRAST, _SATURATION, _HUE = 1, 2, 3
+
+
+def uniform(
+    shape: tuple[int, ...], generator: torch.Generator, device: torch.device | str
+) -> Tensor:
+    """U[0, 1) draws from ``generator``'s own device, delivered on ``device``.
+
+    Drawing on the generator's device (the CPU in training) makes the stream
+    independent of where the model runs; the copy to a GPU goes through pinned
+    memory so that it does not wait for the GPU's queue to drain.
+    """
+    u = torch.rand(shape, generator=generator, device=generator.device)
+    return to_device(u, device)
+
+
+def permutation(
+    n: int, generator: torch.Generator, device: torch.device | str
+) -> Tensor:
+    """A random permutation of 0..n-1 from ``generator``, delivered on ``device``."""
+    return to_device(
+        torch.randperm(n, generator=generator, device=generator.device), device
+    )
+
+
+def to_device(x: Tensor, device: torch.device | str) -> Tensor:
+    device = torch.device(device)
+    if x.device == device:
+        return x
+    if x.device.type == "cpu" and device.type == "cuda":
+        return x.pin_memory().to(device, non_blocking=True)
+    return x.to(device)
 
 
 def _check_images(x: Tensor) -> None:
@@ -106,7 +140,7 @@ def _sample_crop_flip(
     generator: torch.Generator,
     device: torch.device,
 ) -> _CropFlipParams:
-    u = torch.rand((n, 4), generator=generator, device=device)
+    u = uniform((n, 4), generator, device)
     # A crop of the input's size from the padded image starts at 0..2 * padding.
     # rand < 1, but u * k can round up to k in float32, hence the clamp.
     offsets = (u[:, :2] * (2 * padding + 1)).long().clamp_(max=2 * padding)
@@ -200,7 +234,7 @@ def _sample_view(
     t = _BOX_TRIES
     # One draw for everything: per try area, aspect, top, left; then hflip,
     # jitter and gray coins, four jitter factors and four keys for the order.
-    u = torch.rand((n, 4 * t + 11), generator=generator, device=device)
+    u = uniform((n, 4 * t + 11), generator, device)
     u_box = u[:, : 4 * t].view(n, t, 4)
     u_hflip, u_jitter, u_gray = u[:, 4 * t], u[:, 4 * t + 1], u[:, 4 * t + 2]
     u_factors, u_order = u[:, 4 * t + 3 : 4 * t + 7], u[:, 4 * t + 7 :]

@@ -14,6 +14,7 @@ from typing import Any
 
 __all__ = [
     "atomic_path",
+    "claim_gpu",
     "keep_freed_memory",
     "log_to",
     "pick_device",
@@ -91,14 +92,77 @@ def write_npz(path: str | Path, arrays: dict[str, Any]) -> None:
 
 
 def pick_device(choice: str) -> str:
-    """``auto`` -> ``cuda`` when available, else ``cpu``; ``cuda`` must exist."""
+    """The torch device a job runs on: ``auto``, ``cpu`` or ``cuda``.
+
+    ``auto`` means a GPU when torch finds one, else the CPU; ``cuda`` must
+    exist. With several GPUs visible, the job claims one that no other
+    prunelens job on this machine holds (see :func:`claim_gpu`) and gets
+    ``cuda:<index>``, so parallel jobs spread over the GPUs instead of all
+    landing on ``cuda:0``; under Slurm a job usually sees only its own GPUs.
+    On a GPU, TF32 is switched off: ``precision: fp32`` then means float32 as
+    on the CPU, and the two agree within float tolerance (``bf16`` is the fast
+    path).
+    """
     import torch
 
     if choice == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if choice == "cuda" and not torch.cuda.is_available():
+        choice = "cuda" if torch.cuda.is_available() else "cpu"
+    if choice != "cuda":
+        return choice
+    if not torch.cuda.is_available():
         raise RuntimeError("device 'cuda' requested but torch finds no CUDA device")
-    return choice
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    n = torch.cuda.device_count()
+    if n == 1:
+        index = 0
+    else:
+        keys = [str(torch.cuda.get_device_properties(i).uuid) for i in range(n)]
+        index = claim_gpu(keys)
+        if index is None:
+            free = [torch.cuda.mem_get_info(i)[0] for i in range(n)]
+            index = max(range(n), key=free.__getitem__)
+            log.warning(
+                "all %d GPUs are claimed; sharing cuda:%d (most free)", n, index
+            )
+    torch.cuda.set_device(index)
+    return f"cuda:{index}"
+
+
+# Lock files (open descriptors) of the GPUs this process holds, by key; they
+# are closed only when the process exits.
+_GPU_LOCKS: dict[str, int] = {}
+
+
+def claim_gpu(keys: list[str], lock_dir: str | Path | None = None) -> int | None:
+    """Index of the first GPU (by unique ``keys``) no other process holds.
+
+    A GPU is held through an exclusive ``flock`` on ``<lock_dir>/prunelens-gpu-
+    <key>.lock``, kept until this process exits, so a crashed job never leaves
+    a stale claim. Returns None when every GPU is held. ``lock_dir`` defaults
+    to ``$PRUNELENS_LOCK_DIR`` or the temporary directory.
+    """
+    import fcntl
+
+    for index, key in enumerate(keys):
+        if key in _GPU_LOCKS:  # this process's claim: keep using that GPU
+            return index
+    folder = Path(
+        lock_dir or os.environ.get("PRUNELENS_LOCK_DIR") or tempfile.gettempdir()
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    for index, key in enumerate(keys):
+        fd = os.open(
+            folder / f"prunelens-gpu-{key}.lock", os.O_CREAT | os.O_RDWR, 0o666
+        )
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue
+        _GPU_LOCKS[key] = fd
+        return index
+    return None
 
 
 def keep_freed_memory() -> bool:

@@ -461,7 +461,7 @@ def train_supervised_block(
     for seed in seeds:
         torch.manual_seed(seed)  # model initialisation, as train_supervised
         models.append(build_classifier(**arch))
-        gen = torch.Generator(device=dev)
+        gen = torch.Generator(device="cpu")  # as train_supervised: device-free
         gen.manual_seed(seed)  # data order and augmentation
         gens.append(gen)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
@@ -520,7 +520,7 @@ def train_supervised_block(
             group["lr"] = lr
         stacked.train()
         t0 = time.perf_counter()
-        perms = [torch.randperm(n, generator=g, device=dev) for g in gens]
+        perms = [augment.permutation(n, g, dev) for g in gens]
         total_loss = torch.zeros(k, device=dev)
         correct = torch.zeros(k, dtype=torch.int64, device=dev)
         bar = tqdm(

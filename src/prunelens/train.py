@@ -193,7 +193,7 @@ def fit(
             group["lr"] = lr
         (set_mode or model.train)()
         t0 = time.perf_counter()
-        perm = torch.randperm(n, generator=generator, device=images.device)
+        perm = augment.permutation(n, generator, images.device)
         total_loss = torch.zeros((), device=images.device)
         correct = torch.zeros((), dtype=torch.long, device=images.device)
         bar = tqdm(
@@ -260,9 +260,12 @@ def _setup(threads: int, device: str, seed: int) -> tuple[str, torch.Generator]:
     torch.set_num_threads(max(1, threads))
     keep_freed_memory()
     dev = pick_device(device)
-    torch.manual_seed(seed)  # model initialisation
-    gen = torch.Generator(device=dev)
-    gen.manual_seed(seed)  # data order and augmentation
+    # Model initialisation (global RNG, CPU: parameters are built on the CPU
+    # and then moved), data order and augmentation (a CPU generator whose
+    # draws are copied to the device): the same on CPU and GPU.
+    torch.manual_seed(seed)
+    gen = torch.Generator(device="cpu")
+    gen.manual_seed(seed)
     return dev, gen
 
 
