@@ -87,3 +87,21 @@ def test_snakemake_stops_before_any_job(tmp_path, overlay, expected):
     lines = [ln for ln in out.splitlines() if expected in ln]
     assert len(lines) == 1, out
     assert not (tmp_path / "results").exists()
+
+
+def test_seed_blocks_and_the_per_seed_pattern():
+    import re
+
+    from prunelens.config import seed_blocks, seed_pattern_excluding
+
+    assert seed_blocks(range(5), 2) == [[0, 1], [2, 3], [4]]
+    assert seed_blocks([7, 3], 1) == [[7], [3]]
+    with pytest.raises(ValueError, match="seeds per job"):
+        seed_blocks([0], 0)
+    pattern = re.compile(rf"seed({seed_pattern_excluding([0, 1, 2])})/model\.pt$")
+    assert [
+        s
+        for s in ("0", "1", "2", "3", "20", "12")
+        if pattern.search(f"seed{s}/model.pt")
+    ] == ["3", "20", "12"]
+    assert re.fullmatch(seed_pattern_excluding([]), "5")

@@ -7,7 +7,7 @@ already known to be good, so users never see its schema dump.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -138,3 +138,27 @@ def check(config: Mapping[str, Any], schema_path: str | Path) -> None:
     message = _schema_error(config, load_schema(schema_path)) or _cross_checks(config)
     if message:
         raise ConfigError(message.replace("\n", " "))
+
+
+def seed_blocks(seeds: Sequence[int], per_job: int) -> list[list[int]]:
+    """The seeds cut in order into blocks of ``per_job`` (the last may be short).
+
+    Each block of two or more seeds is one stacked training job; a block of
+    one is an ordinary per-seed job.
+    """
+    if per_job < 1:
+        raise ValueError(f"seeds per job must be >= 1, got {per_job}")
+    seeds = list(seeds)
+    return [seeds[i : i + per_job] for i in range(0, len(seeds), per_job)]
+
+
+def seed_pattern_excluding(seeds: Sequence[int]) -> str:
+    """A wildcard regex for any seed number except ``seeds``.
+
+    For the per-seed rule when stacked block rules own ``seeds``: the word
+    boundary keeps 2 from excluding 20 (what follows a seed in every path is
+    ``/`` or ``.``).
+    """
+    if not seeds:
+        return r"\d+"
+    return rf"(?!(?:{'|'.join(str(int(s)) for s in seeds)})\b)\d+"

@@ -426,7 +426,7 @@ def train_supervised_block(
     device: str = "auto",
     threads: int = 1,
     eval_batch_size: int = 1024,
-    amp_bf16: bool = False,
+    precision: str = "fp32",
     channels_last: bool = True,
     compile: bool = False,
     checkpoint: str | Path | None = None,
@@ -443,8 +443,8 @@ def train_supervised_block(
     grouped convolutions are ~2x slower without it) and ``compile``
     (``torch.compile`` of the stack; skipped with a warning where its backend
     is missing) keep the results equal to the solo runs up to float rounding;
-    ``amp_bf16`` (bf16 autocast, CUDA only, ignored with a warning elsewhere)
-    changes the numerics.
+    ``precision="bf16"`` (bf16 autocast, as ``train_supervised``'s) changes the
+    numerics.
     """
     k = len(seeds)
     if k == 0 or not k == len(model_outs) == len(metrics_outs):
@@ -471,8 +471,11 @@ def train_supervised_block(
     driver = (
         StackedGMP(sched, stacked_prune_targets(stacked), n_models=k) if sched else None
     )
-    if amp_bf16 and not (dev.startswith("cuda") and torch.cuda.is_bf16_supported()):
-        log.warning("amp_bf16 needs a CUDA device with bf16; training in float32")
+    if precision not in ("fp32", "bf16"):
+        raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
+    amp_bf16 = precision == "bf16"
+    if amp_bf16 and dev.startswith("cuda") and not torch.cuda.is_bf16_supported():
+        log.warning("this GPU has no bf16; training in float32")
         amp_bf16 = False
     net: Callable[[Tensor], Tensor] = stacked
     if compile:

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
-from prunelens.config import check
+from prunelens.config import check, seed_blocks, seed_pattern_excluding
 
 # One line naming the bad key, before any job runs (and before Snakemake's
 # validate, which would dump the whole schema).
@@ -29,6 +29,9 @@ DEPTH_SEEDS = SEEDS[: ANALYSIS["depth"]["models"]]  # PD uses the first N models
 # Shipped with the workflow, so found from the Snakefile, not the working dir.
 PAPER_TABLES = str(Path(workflow.basedir) / "workflow/resources/paper-tables.yaml")
 SPARSITIES = config["sparsities"]
+# Blocks of seeds trained together by one Sup job (seeds_per_job > 1).
+STACKED_BLOCKS = [b for b in seed_blocks(SEEDS, config["seeds_per_job"]) if len(b) > 1]
+STACKED_SEEDS = [s for b in STACKED_BLOCKS for s in b]
 
 
 def cells(method):
@@ -36,6 +39,19 @@ def cells(method):
     return [("dense", 0)] + [
         (schedule, s) for schedule in config["schedules"][method] for s in SPARSITIES
     ]
+
+
+def sup_runtime(n_models):
+    """Wall-time limit (minutes) of a Sup training job of ``n_models`` seeds:
+    at paper scale 1 h per model on a GPU (less when stacked: BENCHMARKS.md),
+    21 h on one CPU core; doubled on each retry."""
+
+    def runtime(wildcards, threads, attempt):
+        images = config["sup"]["epochs"] * (config["data"]["subset_train"] or 50000)
+        s_per_1k = 0.3 if config["device"] == "cuda" else 7.5 / threads
+        return int(attempt * (10 + n_models * images / 1000 * s_per_1k / 60))
+
+    return runtime
 
 
 def cifar10_archive(wildcards):

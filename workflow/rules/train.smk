@@ -15,22 +15,13 @@ rule train_supervised:
         "results/logs/train_supervised/sup/{schedule}/s{sparsity}/seed{seed}.log",
     wildcard_constraints:
         schedule="dense|gmp",
+        # seeds of a stacked block (seeds_per_job > 1) belong to its rule below
+        seed=seed_pattern_excluding(STACKED_SEEDS),
     conda:
         "../../envs/prunelens.yaml"
     threads: 1
-    # wall-time limit at paper scale: 1 h on a GPU, 21 h on one CPU core
     resources:
-        runtime=lambda wc, threads, attempt: int(
-            attempt
-            * (
-                10
-                + config["sup"]["epochs"]
-                * (config["data"]["subset_train"] or 50000)
-                / 1000
-                * (0.3 if config["device"] == "cuda" else 7.5 / threads)
-                / 60
-            )
-        ),
+        runtime=sup_runtime(1),
         mem_mb=lambda wc: 2000 + (config["data"]["subset_train"] or 50000) // 25,
     params:
         arch=config["model"],
@@ -42,6 +33,53 @@ rule train_supervised:
         eval_batch_size=config["eval_batch_size"],
     script:
         "../scripts/train_supervised.py"
+
+
+# seeds_per_job > 1: one rule per block of seeds, each job training its seeds
+# together (prunelens.stacked) and writing the same per-seed files as above.
+for block in STACKED_BLOCKS:
+
+    rule:
+        name:
+            f"train_supervised_seeds{block[0]}_{block[-1]}"
+        input:
+            data="results/data/cifar10.npz",
+        output:
+            model=[
+                f"results/models/sup/{{schedule}}/s{{sparsity}}/seed{s}/model.pt"
+                for s in block
+            ],
+            metrics=[
+                f"results/models/sup/{{schedule}}/s{{sparsity}}/seed{s}/metrics.json"
+                for s in block
+            ],
+        log:
+            f"results/logs/train_supervised/sup/{{schedule}}/s{{sparsity}}/seeds{block[0]}-{block[-1]}.log",
+        wildcard_constraints:
+            schedule="dense|gmp",
+        conda:
+            "../../envs/prunelens.yaml"
+        threads: 1
+        # profiles name rules to give them GPUs; these rules' names depend on
+        # the seeds, so they ask for one themselves when the device is cuda
+        resources:
+            runtime=sup_runtime(len(block)),
+            mem_mb=2000
+            + (config["data"]["subset_train"] or 50000) // 25
+            + 200 * len(block),
+            gpu=1 if config["device"] == "cuda" else 0,
+        params:
+            seeds=block,
+            arch=config["model"],
+            hp=config["sup"],
+            norm={"mean": config["data"]["mean"], "std": config["data"]["std"]},
+            gmp=gmp_params("sup"),
+            device=config["device"],
+            precision=config["precision"],
+            compile=config["compile"],
+            eval_batch_size=config["eval_batch_size"],
+        script:
+            "../scripts/train_supervised_block.py"
 
 
 rule pretrain_supcon:
