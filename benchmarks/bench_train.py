@@ -482,12 +482,15 @@ def stacked(
     channels_last: bool = True,
     amp_bf16: bool = False,
     compile: bool = False,
+    compile_mode: str | None = None,
 ) -> Callable[[], Callable[[], int]]:
     def make() -> Callable[[], int]:
         images, labels = _on_device(b, n)
         fmt = torch.channels_last if channels_last else torch.contiguous_format
         model = StackedClassifier(k, **ARCH).to(b.dev, memory_format=fmt)
-        net: Callable[[Tensor], Tensor] = torch.compile(model) if compile else model
+        net: Callable[[Tensor], Tensor] = (
+            torch.compile(model, mode=compile_mode) if compile else model
+        )
         opt = torch.optim.SGD(model.parameters(), **SGD)
         sources = [_batches(b, n, SUP_BATCH, seed) for seed in range(k)]
         gens = [g for g, _ in sources]
@@ -716,7 +719,7 @@ def measure(args: argparse.Namespace) -> Path:
     n = 50_000 if b.cuda else 4096
     scl_batch = SCL_BATCH if b.cuda else 64  # a CPU step of 1,024 takes ~20 s
     warm = 5 if b.cuda else 1
-    ks = [1, 4, 8, 16] if b.cuda else [1, 2]
+    ks = args.ks or ([1, 16, 32, 64] if b.cuda else [1, 2])
     print(f"{b.data['machine']} -> {b.path}")
 
     print("quick-scale training job, in a subprocess")
@@ -853,6 +856,11 @@ def compiled(b: Bench, n: int, k: int, warm: int) -> None:
     print(f"CUDA torch.compile, stacked K={k}")
     for name, kw in (
         ("bf16-channels_last-compile", {"amp_bf16": True}),
+        # CUDA graphs (torch.compile's reduce-overhead): one launch per step
+        (
+            "bf16-channels_last-compile-cudagraphs",
+            {"amp_bf16": True, "compile_mode": "reduce-overhead"},
+        ),
         ("fp32-contiguous-compile", {"channels_last": False}),
     ):
         rows = b.group(
@@ -1099,6 +1107,12 @@ def main() -> None:
     )
     parser.add_argument(
         "--report", action="store_true", help="only rebuild BENCHMARKS.md"
+    )
+    parser.add_argument(
+        "--ks",
+        type=lambda v: [int(k) for k in v.split(",")],
+        help="stack sizes K to time, comma-separated (default: 1,16,32,64 on "
+        "CUDA, 1,2 on CPU); the switches and compile use the largest",
     )
     args = parser.parse_args()
     if args.report:

@@ -193,6 +193,7 @@ def test_supcon_pretraining_losses_agree_on_cpu_and_gpu(prepared, tmp_path, prec
             precision=precision,
         )
         losses[dev] = [row["loss"] for row in state["history"]]
-    # bf16 rounds differently on the two devices; fp32 differs in sum order only
-    rel = 1e-4 if precision == "fp32" else 3e-2
+    # fp32 differs in summation order only (measured on an H200: 5e-4 after
+    # 10 steps); bf16 also rounds differently on the two devices
+    rel = 2e-3 if precision == "fp32" else 3e-2
     assert losses["cuda"] == pytest.approx(losses["cpu"], rel=rel), losses
