@@ -65,7 +65,7 @@ from prunelens.train import (
     Normalisation,
     SGDConfig,
     TrainingDiverged,
-    _finish,
+    finish_training,
     gmp_schedule,
     train_tensors,
 )
@@ -604,15 +604,8 @@ def train_supervised_block(
     for model, seed, hist, model_out, metrics_out in zip(
         stacked.unstack(), seeds, hists, model_outs, metrics_outs, strict=True
     ):
-        meta = {
-            "arch": dict(arch),
-            "method": "sup",
-            "schedule": schedule,
-            "sparsity": sparsity,
-            "seed": seed,
-        }
         metrics.append(
-            _finish(
+            finish_training(
                 model.to(memory_format=torch.channels_last),
                 hist,
                 data=data,
@@ -623,7 +616,11 @@ def train_supervised_block(
                 metrics_out=metrics_out,
                 # a solo run's leftover checkpoint for this seed is obsolete now
                 checkpoint=Path(model_out).parent / "resume.pt",
-                meta=meta,
+                arch=arch,
+                method="sup",
+                schedule=schedule,
+                sparsity=sparsity,
+                seed=seed,
             )
         )
     ckpt.unlink(missing_ok=True)

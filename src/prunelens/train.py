@@ -300,7 +300,7 @@ def _supervised_loss(
     return batch_loss
 
 
-def _finish(
+def finish_training(
     model: Classifier,
     hist: History,
     *,
@@ -311,9 +311,26 @@ def _finish(
     model_out: str | Path,
     metrics_out: str | Path,
     checkpoint: Path,
-    meta: dict[str, Any],
+    arch: Mapping[str, int],
+    method: str,
+    schedule: str,
+    sparsity: int,
+    seed: int,
     extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """Make masks permanent, test, write ``model.pt`` and ``metrics.json``.
+
+    The one ending of every classifier training (Sup, One-Shot, the SCL
+    head, a stacked block's models): the metrics keys are the file contract
+    of docs/data-format.md. Removes the resume ``checkpoint``.
+    """
+    meta = {
+        "arch": dict(arch),
+        "method": method,
+        "schedule": schedule,
+        "sparsity": sparsity,
+        "seed": seed,
+    }
     make_permanent(model)
     test = load_prepared(data, "test")
     logits, _ = predict(
@@ -382,14 +399,7 @@ def train_supervised(
         precision=precision,
         desc=f"sup/{schedule}/s{sparsity}/seed{seed}",
     )
-    meta = {
-        "arch": dict(arch),
-        "method": "sup",
-        "schedule": schedule,
-        "sparsity": sparsity,
-        "seed": seed,
-    }
-    return _finish(
+    return finish_training(
         model,
         hist,
         data=data,
@@ -399,7 +409,11 @@ def train_supervised(
         model_out=model_out,
         metrics_out=metrics_out,
         checkpoint=ckpt,
-        meta=meta,
+        arch=arch,
+        method="sup",
+        schedule=schedule,
+        sparsity=sparsity,
+        seed=seed,
     )
 
 
@@ -445,14 +459,7 @@ def oneshot_finetune(
         precision=precision,
         desc=f"{method}/oneshot/s{sparsity}/seed{seed}",
     )
-    meta = {
-        "arch": dense_meta["arch"],
-        "method": method,
-        "schedule": "oneshot",
-        "sparsity": sparsity,
-        "seed": seed,
-    }
-    return _finish(
+    return finish_training(
         model,
         hist,
         data=data,
@@ -462,7 +469,11 @@ def oneshot_finetune(
         model_out=model_out,
         metrics_out=metrics_out,
         checkpoint=ckpt,
-        meta=meta,
+        arch=dense_meta["arch"],
+        method=method,
+        schedule="oneshot",
+        sparsity=sparsity,
+        seed=seed,
     )
 
 
@@ -638,14 +649,7 @@ def fit_linear_head(
         precision=precision,
         desc=f"scl-head/{schedule}/s{sparsity}/seed{seed}",
     )
-    meta = {
-        "arch": dict(pre["arch"]),
-        "method": "scl",
-        "schedule": schedule,
-        "sparsity": sparsity,
-        "seed": seed,
-    }
-    metrics = _finish(
+    metrics = finish_training(
         model,
         hist,
         data=data,
@@ -655,7 +659,11 @@ def fit_linear_head(
         model_out=model_out,
         metrics_out=metrics_out,
         checkpoint=ckpt,
-        meta=meta,
+        arch=pre["arch"],
+        method="scl",
+        schedule=schedule,
+        sparsity=sparsity,
+        seed=seed,
         extra={
             "pretrain_wall_time_s": pre["wall_time_s"],
             "pretrain_steps": pre["steps"],

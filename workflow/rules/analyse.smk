@@ -45,17 +45,8 @@ rule embed_umap:
     conda:
         "../../envs/prunelens.yaml"
     resources:
-        runtime=lambda wc, attempt: int(
-            attempt
-            * (
-                15
-                + len(umap_cells())
-                * (config["data"]["subset_test"] or 10000)
-                / 1000
-                / 2
-            )
-        ),
-        mem_mb=lambda wc: 3000 + (config["data"]["subset_test"] or 10000) // 5,
+        runtime=job_runtime(len(umap_cells()) * N_TEST, 30, 30, base=15),
+        mem_mb=3000 + N_TEST // 5,
     params:
         umap=config["analysis"]["umap"],
         tie_break=config["pie"]["tie_break"],

@@ -41,15 +41,23 @@ def cells(method):
     ]
 
 
-def sup_runtime(n_models):
-    """Wall-time limit (minutes) of a Sup training job of ``n_models`` seeds:
-    at paper scale 1 h per model on a GPU (less when stacked: BENCHMARKS.md),
-    21 h on one CPU core; doubled on each retry."""
+# Sizes behind the resource requests (null subsets: all of CIFAR-10).
+N_TRAIN = config["data"]["subset_train"] or 50000
+N_TEST = config["data"]["subset_test"] or 10000
+# A training job holds the uint8 training set and a few copies of batches.
+TRAIN_MEM_MB = 2000 + N_TRAIN // 25
+
+
+def job_runtime(images, gpu_s, cpu_s, base=10):
+    """Wall-time limit in minutes of a job that pushes ``images`` images
+    through WRN-16-2: ``base`` plus ``gpu_s`` seconds per 1,000 images on a
+    GPU (``device: cuda``) or ``cpu_s`` on one CPU core (divided by the
+    job's threads); about 2 to 5 times what was measured (README), doubled
+    on each retry."""
 
     def runtime(wildcards, threads, attempt):
-        images = config["sup"]["epochs"] * (config["data"]["subset_train"] or 50000)
-        s_per_1k = 0.3 if config["device"] == "cuda" else 7.5 / threads
-        return int(attempt * (10 + n_models * images / 1000 * s_per_1k / 60))
+        s_per_1k = gpu_s if config["device"] == "cuda" else cpu_s / threads
+        return int(attempt * (base + images / 1000 * s_per_1k / 60))
 
     return runtime
 

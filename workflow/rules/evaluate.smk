@@ -20,20 +20,9 @@ rule predict:
     conda:
         "../../envs/prunelens.yaml"
     threads: 1
-    # wall-time limit at paper scale: 10 min on a GPU, 18 min on one CPU core
     resources:
-        runtime=lambda wc, threads, attempt: int(
-            attempt
-            * (
-                10
-                + len(SEEDS)
-                * (config["data"]["subset_test"] or 10000)
-                / 1000
-                * (0.05 if config["device"] == "cuda" else 1.5 / threads)
-                / 60
-            )
-        ),
-        mem_mb=lambda wc: 2000 + (config["data"]["subset_test"] or 10000) // 10,
+        runtime=job_runtime(len(SEEDS) * N_TEST, 0.05, 1.5),
+        mem_mb=2000 + N_TEST // 10,
     params:
         norm={"mean": config["data"]["mean"], "std": config["data"]["std"]},
         device=config["device"],
@@ -65,21 +54,8 @@ rule probe_depth:
         "../../envs/prunelens.yaml"
     threads: 1
     resources:
-        runtime=lambda wc, threads, attempt: int(
-            attempt
-            * (
-                10
-                + len(DEPTH_SEEDS)
-                * (
-                    (config["data"]["subset_train"] or 50000)
-                    + (config["data"]["subset_test"] or 10000)
-                )
-                / 1000
-                * (0.1 if config["device"] == "cuda" else 5 / threads)
-                / 60
-            )
-        ),
-        mem_mb=lambda wc: 3000 + (config["data"]["subset_train"] or 50000) // 20,
+        runtime=job_runtime(len(DEPTH_SEEDS) * (N_TRAIN + N_TEST), 0.1, 5),
+        mem_mb=3000 + N_TRAIN // 20,
     params:
         depth=config["analysis"]["depth"],
         augment=config["sup"]["augment"],

@@ -21,8 +21,8 @@ rule train_supervised:
         "../../envs/prunelens.yaml"
     threads: 1
     resources:
-        runtime=sup_runtime(1),
-        mem_mb=lambda wc: 2000 + (config["data"]["subset_train"] or 50000) // 25,
+        runtime=job_runtime(config["sup"]["epochs"] * N_TRAIN, 0.3, 7.5),
+        mem_mb=TRAIN_MEM_MB,
     params:
         arch=config["model"],
         hp=config["sup"],
@@ -63,10 +63,10 @@ for block in STACKED_BLOCKS:
         # profiles name rules to give them GPUs; these rules' names depend on
         # the seeds, so they ask for one themselves when the device is cuda
         resources:
-            runtime=sup_runtime(len(block)),
-            mem_mb=2000
-            + (config["data"]["subset_train"] or 50000) // 25
-            + 200 * len(block),
+            runtime=job_runtime(
+                len(block) * config["sup"]["epochs"] * N_TRAIN, 0.3, 7.5
+            ),
+            mem_mb=TRAIN_MEM_MB + 200 * len(block),
             gpu=1 if config["device"] == "cuda" else 0,
         params:
             seeds=block,
@@ -94,22 +94,9 @@ rule pretrain_supcon:
     conda:
         "../../envs/prunelens.yaml"
     threads: 1
-    # wall-time limit at paper scale: 3.3 h on a GPU, 4.3 days on one CPU core
     resources:
-        runtime=lambda wc, threads, attempt: int(
-            attempt
-            * (
-                10
-                + config["scl"]["pretrain"]["epochs"]
-                * (config["data"]["subset_train"] or 50000)
-                / 1000
-                * (0.45 if config["device"] == "cuda" else 15 / threads)
-                / 60
-            )
-        ),
-        mem_mb=lambda wc: 2000
-        + (config["data"]["subset_train"] or 50000) // 25
-        + 4 * config["scl"]["pretrain"]["batch_size"],
+        runtime=job_runtime(config["scl"]["pretrain"]["epochs"] * N_TRAIN, 0.45, 15),
+        mem_mb=TRAIN_MEM_MB + 4 * config["scl"]["pretrain"]["batch_size"],
     params:
         arch=config["model"],
         hp=config["scl"]["pretrain"],
@@ -135,20 +122,9 @@ rule fit_linear_head:
     conda:
         "../../envs/prunelens.yaml"
     threads: 1
-    # wall-time limit at paper scale: 18 min on a GPU, 3.6 h on one CPU core
     resources:
-        runtime=lambda wc, threads, attempt: int(
-            attempt
-            * (
-                10
-                + config["scl"]["head"]["epochs"]
-                * (config["data"]["subset_train"] or 50000)
-                / 1000
-                * (0.1 if config["device"] == "cuda" else 2.5 / threads)
-                / 60
-            )
-        ),
-        mem_mb=lambda wc: 2000 + (config["data"]["subset_train"] or 50000) // 25,
+        runtime=job_runtime(config["scl"]["head"]["epochs"] * N_TRAIN, 0.1, 2.5),
+        mem_mb=TRAIN_MEM_MB,
     params:
         hp=config["scl"]["head"],
         augment=config["sup"]["augment"],
@@ -175,20 +151,9 @@ rule prune_oneshot:
     conda:
         "../../envs/prunelens.yaml"
     threads: 1
-    # wall-time limit at paper scale: 18 min on a GPU, 3.7 h on one CPU core
     resources:
-        runtime=lambda wc, threads, attempt: int(
-            attempt
-            * (
-                10
-                + config["oneshot"]["epochs"]
-                * (config["data"]["subset_train"] or 50000)
-                / 1000
-                * (0.3 if config["device"] == "cuda" else 8.5 / threads)
-                / 60
-            )
-        ),
-        mem_mb=lambda wc: 2000 + (config["data"]["subset_train"] or 50000) // 25,
+        runtime=job_runtime(config["oneshot"]["epochs"] * N_TRAIN, 0.3, 8.5),
+        mem_mb=TRAIN_MEM_MB,
     params:
         hp=config["oneshot"],
         augment=config["sup"]["augment"],
