@@ -142,13 +142,15 @@ class Bench:
         # More rounds on a CPU shared with other jobs, whose load comes and goes.
         self.rounds = 3 if (self.cuda or self.quick) else 5
         self.deadline = time.monotonic() + args.budget_s
+        tag = f"-{'-'.join(args.only)}" if getattr(args, "only", None) else ""
         self.path = Path(args.out or RESULTS) / (
-            f"{args.device}-{dt.date.today().isoformat()}.json"
+            f"{args.device}-{dt.date.today().isoformat()}{tag}.json"
         )
         self.data: dict[str, Any] = {
             "device": args.device,
             "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "quick": self.quick,
+            "only": getattr(args, "only", None),
             "machine": machine(self.dev),
             "rows": [],
             "skipped": [],
@@ -414,12 +416,13 @@ def _on_device(b: Bench, n: int) -> tuple[Tensor, Tensor]:
 
 
 def _batches(b: Bench, n: int, batch: int, seed: int) -> tuple[torch.Generator, Any]:
-    """A generator and an endless source of index batches, as fit() draws them."""
-    gen = torch.Generator(device=b.dev).manual_seed(seed)
+    """A generator and an endless source of index batches, as fit() draws them
+    (a CPU generator whose draws are copied to the device)."""
+    gen = torch.Generator(device="cpu").manual_seed(seed)
 
     def idx() -> Iterator[Tensor]:
         while True:
-            perm = torch.randperm(n, generator=gen, device=b.dev)
+            perm = augment.permutation(n, gen, b.dev)
             for i in range(0, n - batch + 1, batch):
                 yield perm[i : i + batch]
 
@@ -427,13 +430,18 @@ def _batches(b: Bench, n: int, batch: int, seed: int) -> tuple[torch.Generator, 
 
 
 def sup_project(
-    b: Bench, n: int, bf16: bool = False
+    b: Bench, n: int, bf16: bool = False, compile_mode: str | None = None
 ) -> Callable[[], Callable[[], int]]:
+    """One model as prunelens.train.fit trains it; ``compile_mode`` (not None)
+    wraps the model in torch.compile with that mode ("default",
+    "reduce-overhead" for CUDA graphs)."""
+
     def make() -> Callable[[], int]:
         images, labels = _on_device(b, n)
         model = build_classifier(**ARCH).to(b.dev, memory_format=torch.channels_last)
         opt = torch.optim.SGD(model.parameters(), **SGD)
-        batch_loss = _supervised_loss(model, NORM, SUP_AUG)
+        net = model if compile_mode is None else torch.compile(model, mode=compile_mode)
+        batch_loss = _supervised_loss(net, NORM, SUP_AUG)
         gen, batches = _batches(b, n, SUP_BATCH, 0)
 
         def step() -> int:
@@ -451,19 +459,24 @@ def sup_project(
     return make
 
 
-def scl_project(b: Bench, n: int, batch: int) -> Callable[[], Callable[[], int]]:
+def scl_project(
+    b: Bench, n: int, batch: int, bf16: bool = False, compile_mode: str | None = None
+) -> Callable[[], Callable[[], int]]:
     def make() -> Callable[[], int]:
         images, labels = _on_device(b, n)
         net = SupConNetwork(WideResNetEncoder(**ARCH)).to(
             b.dev, memory_format=torch.channels_last
         )
         opt = torch.optim.SGD(net.parameters(), **SGD)
+        if compile_mode is not None:
+            net = torch.compile(net, mode=compile_mode)  # what the batch loss calls
         batch_loss = _supcon_batch_loss(net, NORM, SCL_HP)
         gen, batches = _batches(b, n, batch, 0)
 
         def step() -> int:
             idx = next(batches)
-            loss, _ = batch_loss(images[idx], labels[idx], gen)
+            with torch.autocast(b.dev.type, dtype=torch.bfloat16, enabled=bf16):
+                loss, _ = batch_loss(images[idx], labels[idx], gen)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -703,6 +716,8 @@ def rss_row(b: Bench) -> None:
 
 def measure(args: argparse.Namespace) -> Path:
     b = Bench(args)
+    if args.only:
+        return measure_only(b, args.only)
     # One thread on CPU by default: the workflow's training rules run with
     # threads: 1, and on a shared machine OpenMP threads would wait on each
     # other whenever another job takes a core.
@@ -810,6 +825,19 @@ def measure(args: argparse.Namespace) -> Path:
     return b.path
 
 
+def measure_only(b: Bench, sections: list[str]) -> Path:
+    """The CUDA sections named by --only, into their own result file."""
+    n, warm = 50_000, 5
+    for section in sections:
+        if section == "compile1":
+            one_model_compiled(b, n, warm)
+        elif section == "procs":
+            concurrent_processes(b, [1, 4, 8], ["eager", "reduce-overhead"])
+        else:
+            raise SystemExit(f"--only: unknown section {section!r}")
+    return b.path
+
+
 def switches(b: Bench, n: int, k: int, warm: int) -> None:
     """Each eager switch of the stack at K = k, alone and together."""
     print(f"CUDA switches, stacked K={k} (eager)")
@@ -881,6 +909,136 @@ def compiled(b: Bench, n: int, k: int, warm: int) -> None:
             b.save()
 
 
+def one_model_compiled(b: Bench, n: int, warm: int) -> None:
+    """One model per process with torch.compile, plain and with CUDA graphs:
+    what a single-seed job can reach (SCL pre-training is one seed per job)."""
+    print("CUDA torch.compile, one model")
+    cases = [
+        (
+            "sup/project-bf16-compile",
+            "Sup prunelens: one model, bf16, compile",
+            sup_project(b, n, bf16=True, compile_mode="default"),
+            {},
+        ),
+        (
+            "sup/project-bf16-cudagraphs",
+            "Sup prunelens: one model, bf16, compile + CUDA graphs",
+            sup_project(b, n, bf16=True, compile_mode="reduce-overhead"),
+            {},
+        ),
+        (
+            "scl/project-bf16-cudagraphs",
+            "SCL prunelens: one model, bf16, compile + CUDA graphs",
+            scl_project(b, n, SCL_BATCH, bf16=True, compile_mode="reduce-overhead"),
+            {"unit": "views/s"},
+        ),
+    ]
+    for rid, label, make, extra in cases:
+        rows = b.group([Case({"id": rid, "label": label, **extra}, make, warmup=warm)],
+                       need_s=60)  # fmt: skip
+        for row in rows:
+            row["compile_s"] = row["first_step_s"]
+            b.save()
+
+
+_PROC_CHILD = """
+import argparse, sys, time
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+import torch
+import bench_train as bt
+ready, go, mode = Path(sys.argv[2]), Path(sys.argv[3]), sys.argv[4]
+seconds, device = float(sys.argv[5]), sys.argv[6]
+b = bt.Bench(argparse.Namespace(device=device, quick=False, budget_s=600,
+                                out=ready.parent))
+step = bt.sup_project(b, 50_000, bf16=True,
+                      compile_mode=None if mode == "eager" else mode)()
+for _ in range(20):
+    step()
+b.sync()
+ready.touch()
+while not go.exists():
+    time.sleep(0.01)
+items, t0 = 0, time.perf_counter()
+while time.perf_counter() - t0 < seconds:
+    items += step()
+b.sync()
+print(items / (time.perf_counter() - t0), flush=True)
+"""
+
+
+def concurrent_processes(b: Bench, procs: list[int], modes: list[str]) -> None:
+    """P training processes sharing the GPU, one model each (bf16,
+    channels_last): what ``profiles/gpu``'s ``gpu`` slots do. All start timing
+    together after warming up; the aggregate is the sum of their rates."""
+    print(f"{b.dev.type}: concurrent training processes, one model each")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}  # fmt: skip
+    for mode in modes:
+        for p in procs:
+            rid = f"sup/procs/{mode}/p{p}"
+            if b.left() < 60:
+                b.skip(rid, f"time budget ({b.left():.0f} s left)")
+                continue
+            with tempfile.TemporaryDirectory() as tmp:
+                go = Path(tmp, "go")
+                children = [
+                    subprocess.Popen(
+                        [
+                            sys.executable,
+                            "-c",
+                            _PROC_CHILD,
+                            str(Path(__file__).parent),
+                            str(Path(tmp, f"ready{i}")),
+                            str(go),
+                            mode,
+                            "8",
+                            b.dev.type,
+                        ],
+                        stdout=subprocess.PIPE,
+                        stderr=subprocess.PIPE,
+                        text=True,
+                        env=env,
+                    )  # fmt: skip
+                    for i in range(p)
+                ]
+                deadline = time.monotonic() + min(120, b.left())
+                while time.monotonic() < deadline and not all(
+                    Path(tmp, f"ready{i}").exists() for i in range(p)
+                ):
+                    if any(c.poll() not in (None, 0) for c in children):
+                        break
+                    time.sleep(0.1)
+                go.touch()
+                outs = []
+                for c in children:
+                    try:
+                        outs.append(c.communicate(timeout=max(30, b.left())))
+                    except subprocess.TimeoutExpired:
+                        c.kill()
+                        outs.append(c.communicate())
+            rates, errors = [], []
+            for out, err in outs:
+                try:
+                    rates.append(float(out.strip().splitlines()[-1]))
+                except (ValueError, IndexError):
+                    errors.append(err.strip()[-300:])
+            if errors:
+                b.fail(rid, RuntimeError(" | ".join(errors)))
+                continue
+            b.add(
+                {
+                    "id": rid,
+                    "label": f"Sup prunelens: {p} processes x one model, bf16, {mode}",
+                    "unit": "img/s",
+                    "value": sum(rates),
+                    "per_model": sum(rates) / p,
+                    "per_process": rates,
+                    "note": "sum over processes timed together for 8 s",
+                }
+            )
+
+
 # ------------------------------------------------------------------ report
 
 
@@ -908,12 +1066,28 @@ def paper_image_steps() -> tuple[float, str]:
 
 
 def _newest(files: list[Path]) -> dict[str, tuple[Path, dict[str, Any]]]:
+    """Per device, the newest full run, with the rows of extra-section runs
+    (--only) of the same day added (a re-measured row replaces the old)."""
     out: dict[str, tuple[Path, dict[str, Any]]] = {}
+    extras: dict[str, list[dict[str, Any]]] = {}
     for f in files:
         data = json.loads(f.read_text())
         key = data["device"]
-        if key not in out or data["date"] > out[key][1]["date"]:
+        if data.get("only"):
+            extras.setdefault(key, []).append(data)
+        elif key not in out or data["date"] > out[key][1]["date"]:
             out[key] = (f, data)
+    for key, runs in extras.items():
+        if key not in out:
+            continue
+        main = out[key][1]
+        for extra in sorted(runs, key=lambda d: d["date"]):
+            if extra["date"][:10] != main["date"][:10]:
+                continue
+            ids = {r["id"] for r in extra["rows"]}
+            main["rows"] = [r for r in main["rows"] if r["id"] not in ids]
+            main["rows"] += extra["rows"]
+            main.setdefault("merged", []).append(extra["date"])
     return out
 
 
@@ -955,6 +1129,9 @@ def _device_table(data: dict[str, Any]) -> list[str]:
         if "rounds" in r:
             lo, hi = min(r["rounds"]), max(r["rounds"])
             notes.append(f"median of {len(r['rounds'])} rounds ({lo:,.0f}-{hi:,.0f})")
+        if "per_process" in r:
+            lo, hi = min(r["per_process"]), max(r["per_process"])
+            notes.append(f"per process {lo:,.0f}-{hi:,.0f}")
         if "compile_s" in r:
             notes.append(f"compile {r['compile_s']:.0f} s, not in the rate")
         per = f"{r['per_model']:,.0f}" if "per_model" in r else ""
@@ -994,13 +1171,18 @@ def write_report(dirs: list[Path], dest: Path) -> None:
     cpu_sup = ratio(val(cpu, "sup/project"), val(cpu, "sup/baseline"))
     cpu_aug = ratio(val(cpu, "aug/scl/project"), val(cpu, "aug/scl/baseline"))
     agg = max(
-        (v for v in (val(gpu, "sup/stacked"), val(gpu, "switch/")) if v), default=None
+        (
+            v
+            for v in (val(gpu, p) for p in ("sup/stacked", "switch/", "sup/procs"))
+            if v
+        ),
+        default=None,
     )
     one = val(gpu, "sup/project")
 
     def fastest(d: dict[str, Any] | None) -> float | None:
         """The best Sup training throughput: one model or a stack's aggregate."""
-        paths = ("sup/project", "sup/stacked", "switch/")
+        paths = ("sup/project", "sup/stacked", "switch/", "sup/procs")
         return max((v for v in (val(d, p) for p in paths) if v), default=None)
 
     best_gpu = fastest(gpu)
@@ -1025,7 +1207,7 @@ def write_report(dirs: list[Path], dest: Path) -> None:
         f"{_status(cpu_aug, (cpu_aug or 0) >= TARGET_CPU_SCL_AUG)} |",
         f"| GPU aggregate over K stacked seeds >= {TARGET_GPU_AGG:,.0f} img/s | "
         f"{_n(agg)} | {_status(agg, (agg or 0) >= TARGET_GPU_AGG)} |",
-        f"| GPU aggregate >= {TARGET_GPU_VS_ONE}x one model | "
+        f"| GPU aggregate >= {TARGET_GPU_VS_ONE}x one model (its best configuration) | "
         f"{_x(ratio(agg, one))} | "
         f"{_status(ratio(agg, one), (ratio(agg, one) or 0) >= TARGET_GPU_VS_ONE)} |",
         f"| Paper grid <= {TARGET_GPU_HOURS:.0f} GPU-hours at the best throughput | "
@@ -1107,6 +1289,13 @@ def main() -> None:
     )
     parser.add_argument(
         "--report", action="store_true", help="only rebuild BENCHMARKS.md"
+    )
+    parser.add_argument(
+        "--only",
+        type=lambda v: v.split(","),
+        help="CUDA: run only these extra sections (compile1: one model compiled; "
+        "procs: concurrent processes) into <device>-<date>-<sections>.json; the "
+        "report merges the rows of every file of a device's newest date",
     )
     parser.add_argument(
         "--ks",
