@@ -11,6 +11,7 @@ of its log.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import shutil
@@ -133,7 +134,8 @@ def sacct_rows(run_id: str) -> list[dict[str, str]]:
         timeout=60,
         check=True,
     ).stdout
-    return [dict(zip(fields, line.split("|"), strict=True)) for line in out.split()]
+    lines = [line for line in out.splitlines() if line]
+    return [dict(zip(fields, line.split("|"), strict=True)) for line in lines]
 
 
 def write_config(tmp: Path, cfg: dict, n_train: int = 12, n_test: int = 6) -> Path:
@@ -248,7 +250,7 @@ def test_scancel_fails_the_job_and_a_rerun_resumes_to_the_same_weights(slurm, tm
         {
             "data": {"subset_train": 300, "subset_test": 60},
             "model": {"depth": 16, "width": 2},
-            "sup": {"epochs": 20, "batch_size": 32},
+            "sup": {"epochs": 10, "batch_size": 32},
         },
     )
     files = [REPO / "config.yaml", write_config(tmp_path, cfg, n_train=30)]
@@ -296,7 +298,7 @@ def test_scancel_fails_the_job_and_a_rerun_resumes_to_the_same_weights(slurm, tm
     ]
     assert resume.exists(), "resume.pt must survive the cancelled job"
     epochs_done = len(torch.load(resume, weights_only=False)["history"].epochs)
-    assert 1 <= epochs_done < 20
+    assert 1 <= epochs_done < 10
 
     out = run(
         work, *PROFILES, "--rerun-incomplete", MODEL, configfiles=files, what="rerun"
@@ -305,7 +307,7 @@ def test_scancel_fails_the_job_and_a_rerun_resumes_to_the_same_weights(slurm, tm
     train_log = (
         work / "results/logs/train_supervised/sup/dense/s0/seed0.log"
     ).read_text()
-    assert re.search(r"resumed from \S+resume\.pt at epoch \d+/20", train_log), (
+    assert re.search(r"resumed from \S+resume\.pt at epoch \d+/10", train_log), (
         train_log
     )
     assert not resume.exists()
@@ -318,67 +320,71 @@ def test_scancel_fails_the_job_and_a_rerun_resumes_to_the_same_weights(slurm, tm
         assert torch.equal(a[k], b[k]), k
 
 
-@pytest.fixture
-def prepared_work(tmp_path) -> tuple[Path, list[Path]]:
-    """A working directory whose prepared data exist: the next job is a training."""
-    files = [REPO / "config.yaml", write_config(tmp_path, SLURM_TINY)]
-    work = tmp_path / "work"
-    out = run(work, "-c1", "results/data/cifar10.npz", configfiles=files, what="prep")
-    assert out.endswith("[exit 0]"), out[-3000:]
-    return work, files
+BAD_ACCOUNT = "Invalid account or account/partition combination specified"
+BAD_PARTITION = "invalid partition specified: nosuch"
 
 
 @pytest.mark.slurm
 @pytest.mark.parametrize(
-    ("resources", "message"),
+    ("env", "cli", "message"),
     [
+        ({"SBATCH_ACCOUNT": "nosuch", "SBATCH_PARTITION": "debug"}, [], BAD_ACCOUNT),
         (
-            ["slurm_account=nosuch", "slurm_partition=debug"],
-            "The given account nosuch appears to be invalid",
+            {"SBATCH_ACCOUNT": "prunelens", "SBATCH_PARTITION": "nosuch"},
+            [],
+            BAD_PARTITION,
         ),
         (
-            ["slurm_account=prunelens", "slurm_partition=nosuch"],
-            "invalid partition specified: nosuch",
+            {"SBATCH_PARTITION": "debug", "PRUNELENS_SLURM_GPUS": "1"},
+            [],
+            "Invalid generic resource (gres) specification",
+        ),
+        (
+            {},
+            ["--default-resources", "slurm_account=nosuch", "slurm_partition=debug"],
+            BAD_ACCOUNT,
+        ),
+        (
+            {"SBATCH_ACCOUNT": "prunelens"},
+            ["--default-resources", "slurm_partition=nosuch"],
+            BAD_PARTITION,
+        ),
+        (
+            {"SBATCH_ACCOUNT": "prunelens", "SBATCH_PARTITION": "debug"},
+            ["--set-resources", "train_supervised:slurm_partition=nosuch"],
+            BAD_PARTITION,
         ),
     ],
-    ids=["account", "partition"],
+    ids=[
+        "account",
+        "partition",
+        "gpu",
+        "cli-default-account",
+        "cli-default-partition",
+        "cli-rule-partition",
+    ],
 )
-def test_a_bad_account_or_partition_fails_at_submission(
-    slurm, prepared_work, resources, message
+def test_bad_slurm_settings_stop_snakemake_before_any_submission(
+    slurm, tmp_path, env, cli, message
 ):
-    work, files = prepared_work
+    """Partition, account and GPUs as users give them (the environment or the
+    command line), refused by Slurm itself (sbatch --test-only) before any job
+    exists: plugin 2.8.0 would lose the error of a group job and hang."""
+    files = [REPO / "config.yaml", write_config(tmp_path, SLURM_TINY)]
     out = run(
-        work,
-        *PROFILES,
-        "--default-resources",
-        *resources,
+        tmp_path / "w",
+        *PROFILES[:2],
         MODEL,
+        *cli,
         configfiles=files,
-        what="bad submission",
+        what="bad settings",
         timeout=120,
+        env=_env(**env),
     )
     assert not out.endswith("[exit 0]")
+    assert "profiles/slurm: Slurm refuses these settings" in out, out[-3000:]
     assert message in out, out[-3000:]
-    assert "has been submitted" not in out
-
-
-@pytest.mark.slurm
-def test_a_gpu_request_on_a_cluster_without_gpus_fails_at_submission(
-    slurm, prepared_work
-):
-    work, files = prepared_work
-    out = run(
-        work,
-        *PROFILES,
-        MODEL,
-        configfiles=files,
-        what="GPU submission",
-        timeout=120,
-        env=_env(PRUNELENS_SLURM_GPUS="1"),
-    )
-    assert not out.endswith("[exit 0]")
-    assert "Invalid generic resource (gres) specification" in out, out[-3000:]
-    assert "--gpus=1" in out
+    assert "SLURM run ID" not in out
 
 
 @pytest.fixture
@@ -398,31 +404,40 @@ def no_slurm_path(tmp_path) -> str:
     return f"{Path(SNAKEMAKE).parent}{os.pathsep}{shadow}"
 
 
-@pytest.mark.slurm  # not yet green in CI: deselected from `make test` (issue 6)
+@pytest.mark.slow
 def test_a_dry_run_of_the_paper_grid_needs_no_slurm_and_groups_short_jobs(
     no_slurm_path, tmp_path
 ):
     # the paper grid; the archive only has to exist for a dry run
     files = [REPO / "config.yaml", write_config(tmp_path, {})]
-    args = ["all", "-n", "--quiet", "rules"]
     env = _env(PATH=no_slurm_path)
     work = tmp_path / "w"
-    grouped = run(work, *PROFILES[:2], *args, configfiles=files, what="dry", env=env)
+    # every job printed (not --quiet rules): the groups are read from the jobs
+    grouped = run(
+        work, *PROFILES[:2], "all", "-n", configfiles=files, what="dry", env=env
+    )
     assert grouped.endswith("[exit 0]"), grouped[-3000:]
-    assert "no sbatch on PATH" in grouped
-    plain = run(work, "-c1", *args, configfiles=files, what="dry", env=env)
+    assert "Slurm is not installed on this machine" in grouped
+    args = ["-c1", "all", "-n", "--quiet", "rules"]
+    plain = run(work, *args, configfiles=files, what="dry", env=env)
     assert plain.endswith("[exit 0]"), plain[-3000:]
-    n_jobs = int(re.search(r"^total\s+(\d+)", plain, re.M).group(1))
+    stats = dict(re.findall(r"^(\w+)\s+(\d+)$", plain, re.M))
+    n_jobs = int(stats["total"])
     # one Slurm job per dense model with its One-Shot fine-tunes, per GMP
     # model, per population, and one for every vote, table and figure
     groups = re.findall(r"Group job (\w+)", grouped)
     ungrouped = re.findall(r"^rule (\w+):", grouped, re.M)
     slurm_jobs = len(groups) + len([r for r in ungrouped if not r.startswith("all")])
     print(f"paper grid: {n_jobs - 1} jobs ungrouped, {slurm_jobs} Slurm jobs grouped")
-    assert slurm_jobs < 0.5 * n_jobs
-    assert set(ungrouped) <= {"all", "prepare_cifar10", "download_cifar10"}, (
+    models = int(stats["train_supervised"]) + int(stats["pretrain_supcon"])
+    assert groups.count("model") == models == 420
+    assert groups.count("population") == int(stats["predict"]) == 22
+    assert groups.count("report") == 1
+    assert set(ungrouped) == {"all", "prepare_cifar10"}, (
         "add the new rule to a group in profiles/slurm/profile.yaml"
     )
+    assert slurm_jobs == 444
+    assert slurm_jobs < 0.5 * n_jobs
 
 
 @pytest.mark.slow
@@ -431,7 +446,6 @@ def test_the_slurm_profile_without_slurm_fails_with_a_message(no_slurm_path, tmp
     out = run(
         tmp_path / "w",
         *PROFILES[:2],
-        "--slurm-init-seconds-before-status-checks=1",
         "results/data/cifar10.npz",
         configfiles=files,
         what="no Slurm",
@@ -439,9 +453,8 @@ def test_the_slurm_profile_without_slurm_fails_with_a_message(no_slurm_path, tmp
         env=_env(PATH=no_slurm_path),
     )
     assert not out.endswith("[exit 0]")
-    assert "no sbatch on PATH" in out, out[-3000:]
-    assert "No such file or directory: 'sinfo'" in out, out[-3000:]
-    assert "has been submitted" not in out
+    assert "profiles/slurm: Slurm is not installed on this machine" in out
+    assert "SLURM run ID" not in out
 
 
 @pytest.mark.slow
@@ -460,4 +473,142 @@ def test_the_gpu_profile_without_a_gpu_fails_the_job_with_its_log(tmp_path):
     )
     assert not out.endswith("[exit 0]")
     assert "device 'cuda' requested but torch finds no CUDA device" in out
-    assert "results/logs/train_supervised/sup/dense/s0/seed0.log" in out
+    # the failed job's log: one seed's, or its block's (profiles/gpu stacks
+    # seeds_per_job seeds in one job)
+    log = r"results/logs/train_supervised/sup/dense/s0/(seed0|seeds0-\d+)\.log"
+    assert re.search(rf"Logfile {log}:", out), out[-3000:]
+
+
+# ------------------------------------------- profiles/slurm/preflight.py alone
+
+
+def _load_preflight():
+    path = REPO / "profiles/slurm/preflight.py"
+    spec = importlib.util.spec_from_file_location("preflight_under_test", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+preflight = _load_preflight()
+
+
+@pytest.mark.parametrize(
+    ("argv", "submits"),
+    [
+        (["all"], True),
+        (["-c4", "-Rtrain_supervised", "all"], True),
+        (["-sSnakefile", "all"], True),  # the "n" is part of a file name
+        (["--report-after-run", "--report", "r.html", "all"], True),
+        (["-c1", "--", "-n"], True),  # "-n" is a target here
+        (["-n", "all"], False),
+        (["-pn", "all"], False),
+        (["--dry-r", "all"], False),  # an abbreviation, as Snakemake reads it
+        (["--summary"], False),
+        (["-D"], False),
+        (["--lint"], False),
+        (["--rulegraph", "mermaid-js"], False),
+        (["--report", "r.html"], False),
+        (["--unlock"], False),
+    ],
+)
+def test_preflight_tells_runs_from_audits(argv, submits):
+    assert preflight.submits(["snakemake", *argv]) is submits
+
+
+def test_preflight_reads_slurm_resources_from_the_command_line():
+    argv = ["snakemake", "all", "--default-resources", "mem_mb=500"]
+    argv += ["slurm_account=nosuch", "slurm_partition='debug'", "--set-resources"]
+    argv += ["train_supervised:slurm_partition=gpu", "predict:runtime=5"]
+    argv += ['fig1:slurm_account="a" if attempt == 1 else "b"']  # per job: skipped
+    assert preflight.command_line_resources(argv) == {
+        "": {"slurm_account": "nosuch", "slurm_partition": "debug"},
+        "train_supervised": {"slurm_partition": "gpu"},
+    }
+    assert preflight.command_line_resources(["snakemake", "all"]) == {}
+    argv = ["snakemake", "--default-res=slurm_account=123", "all"]
+    assert preflight.command_line_resources(argv) == {"": {"slurm_account": "123"}}
+
+
+FAKE_SBATCH = """#!/bin/bash
+# accepts partitions debug and gpu, account prunelens; logs each call
+echo "$*" >> "$(dirname "$0")/calls"
+while [ $# -gt 0 ]; do
+  case $1 in
+    -p) [ "$2" = debug ] || [ "$2" = gpu ] || {
+          echo "sbatch: error: invalid partition specified: $2" >&2; exit 1; }
+        shift ;;
+    -A) [ "$2" = prunelens ] || {
+          echo "sbatch: error: Batch job submission failed: Invalid account" \\
+            "or account/partition combination specified" >&2; exit 1; }
+        shift ;;
+  esac
+  shift
+done
+echo "sbatch: Job 1 to start at now on node vm" >&2
+"""
+
+
+@pytest.fixture
+def fake_slurm(tmp_path, monkeypatch) -> Path:
+    """sinfo and sbatch stand-ins first on PATH (the real cluster is tested
+    above); returns the file that logs the sbatch calls."""
+    fake = tmp_path / "fake-slurm"
+    fake.mkdir()
+    (fake / "sinfo").write_text("#!/bin/sh\necho 'debug*'\necho gpu\n")
+    (fake / "sbatch").write_text(FAKE_SBATCH)
+    for f in fake.iterdir():
+        f.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake}{os.pathsep}{os.environ['PATH']}")
+    return fake / "calls"
+
+
+@pytest.mark.parametrize(
+    ("env", "args", "refused"),
+    [
+        ({"SBATCH_ACCOUNT": "prunelens"}, [], None),
+        ({}, ["--default-resources", "slurm_account=nosuch"], BAD_ACCOUNT),
+        (
+            {"SBATCH_ACCOUNT": "prunelens"},
+            ["--default-resources", "slurm_partition=nosuch"],
+            BAD_PARTITION,
+        ),
+        (
+            {"SBATCH_ACCOUNT": "prunelens"},
+            ["--set-resources", "predict:slurm_account=nosuch"],
+            BAD_ACCOUNT,
+        ),
+        ({}, ["--default-res=slurm_account=prunelens,nosuch"], BAD_ACCOUNT),
+        (
+            {"SBATCH_ACCOUNT": "prunelens"},
+            ["--set-resources", "predict:slurm_partition=gpu"],
+            None,
+        ),
+    ],
+)
+def test_preflight_checks_each_partition_and_account_a_job_can_get(
+    fake_slurm, capsys, env, args, refused
+):
+    argv = ["snakemake", "all", *args]
+    if refused is None:
+        assert preflight.settings(env, argv)["partition"] == "debug"
+    else:
+        with pytest.raises(preflight.SlurmProfileError) as err:
+            preflight.settings(env, argv)
+        assert "profiles/slurm: Slurm refuses these settings" in str(err.value)
+        assert refused in str(err.value)
+        # a dry run of the same command only warns
+        preflight.settings(env, [*argv, "-n"])
+        assert "only a warning: this command submits no jobs" in capsys.readouterr().err
+    calls = fake_slurm.read_text().splitlines()
+    assert all(c.startswith("--test-only ") for c in calls), calls
+
+
+def test_preflight_checks_a_rule_with_the_defaults_it_does_not_replace(fake_slurm):
+    argv = ["snakemake", "all", "--set-resources", "predict:slurm_partition=gpu"]
+    preflight.settings({"SBATCH_ACCOUNT": "prunelens"}, argv)
+    calls = [c.split(" --wrap")[0] for c in fake_slurm.read_text().splitlines()]
+    assert calls == [
+        "--test-only -t 1 -n 1 -p debug -A prunelens",
+        "--test-only -t 1 -n 1 -p gpu -A prunelens",
+    ]

@@ -92,9 +92,10 @@ write_configs() {
   chown mysql:mysql "$W/mysql" "$W/mysql-run"
   [ -s "$W/munge/munge.key" ] || runuser -u munge -- mungekey --create --keyfile="$W/munge/munge.key"
   cat > "$W/etc/slurm.conf.new" <<CONF
-# Written by .ci/slurm/local-slurm.sh: one node, accounting through slurmdbd.
+# Written by .ci/slurm/local-slurm.sh: one node on 127.0.0.1 (no DNS needed),
+# accounting through slurmdbd.
 ClusterName=prunelens
-SlurmctldHost=$H
+SlurmctldHost=$H(127.0.0.1)
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
@@ -113,7 +114,7 @@ SlurmdDebug=info
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 AccountingStorageType=accounting_storage/slurmdbd
-AccountingStorageHost=$H
+AccountingStorageHost=127.0.0.1
 AccountingStoragePort=6819
 # the slurmdbd connection takes its munge socket from here, not from AuthInfo
 AccountingStoragePass=$W/munge/munge.socket.2
@@ -129,7 +130,7 @@ MinJobAge=300
 KillWait=10
 MpiDefault=none
 MailProg=/bin/true
-NodeName=$H CPUs=$cpus RealMemory=$mem State=UNKNOWN
+NodeName=$H NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem State=UNKNOWN
 PartitionName=debug Nodes=$H Default=YES MaxTime=INFINITE State=UP
 CONF
   # only replace a changed config (a running slurmctld would see a mismatch)
@@ -142,6 +143,7 @@ CONF
 AuthType=auth/munge
 AuthInfo=socket=$W/munge/munge.socket.2
 DbdHost=$H
+DbdAddr=127.0.0.1
 DbdPort=6819
 SlurmUser=root
 LogFile=$W/log/slurmdbd.log

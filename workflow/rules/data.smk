@@ -29,7 +29,7 @@ rule prepare_cifar10:
         "../../envs/prunelens.yaml"
     resources:
         runtime=30,
-        mem_mb=4000,
+        mem_mb=2000 + (N_TRAIN + N_TEST) // 30,  # 4000 for all of CIFAR-10
     params:
         source=config["data"]["source"],
         sha256=config["data"]["images_sha256"],
