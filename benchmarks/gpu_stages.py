@@ -2,7 +2,7 @@
 
 Run on a machine with a GPU from the repository root (no Snakemake needed):
 
-    PYTHONPATH=src python3 .ci/slurm/gpu_check.py [out.json]
+    PYTHONPATH=src python3 benchmarks/gpu_stages.py [out.json]
 
 Prints one JSON document: per stage the largest weight and logit differences
 between a CPU and a CUDA run of the same seed, and training throughput at
@@ -32,7 +32,7 @@ from prunelens.train import (
     train_supervised,
 )
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 CFG = yaml.safe_load((REPO / "config.yaml").read_text())
 NORM = {"mean": CFG["data"]["mean"], "std": CFG["data"]["std"]}
 ARCH = CFG["model"]
