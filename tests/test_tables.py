@@ -48,37 +48,81 @@ def _metrics(tmp_path, name, accs):
     return out
 
 
+def _predictions(tmp_path, name, preds, labels=(0, 1, 2, 3)):
+    out = []
+    for i, pred in enumerate(preds):
+        p = tmp_path / f"{name}{i}.npz"
+        np.savez(
+            p, index=np.arange(len(labels)), label=np.array(labels), pred=np.array(pred)
+        )
+        out.append(p)
+    return out
+
+
 def test_table1_counts_pies_ties_and_accuracy(tmp_path):
+    flipped = [[0, 2, 2, 0]] * 4  # examples 1 and 3 change their modal label
     cells = [
         {
             "method": "sup",
             "schedule": "dense",
             "sparsity": 0,
-            "metrics": _metrics(tmp_path, "d", [0.90, 0.92]),
+            "metrics": _metrics(tmp_path, "d", [0.90, 0.92, 0.90, 0.92]),
+            "predictions": _predictions(tmp_path, "dp", [[0, 1, 2, 3]] * 4),
             "pie": None,
         },
         {
             "method": "sup",
             "schedule": "gmp",
             "sparsity": 90,
-            "metrics": _metrics(tmp_path, "g", [0.80, 0.84, 0.82]),
+            "metrics": _metrics(tmp_path, "g", [0.80, 0.84, 0.82, 0.82]),
+            "predictions": _predictions(tmp_path, "gp", flipped),
             "pie": _pie(tmp_path / "p.csv", {1, 3}, ties={0}),
         },
     ]
-    df = table1(cells, PAPER)
+    df = table1(cells, PAPER, n_resamples=1000)
     dense, gmp = df.iloc[0], df.iloc[1]
     assert dense["acc_mean"] == pytest.approx(91.0)
-    assert dense["acc_std"] == pytest.approx(np.std([90, 92], ddof=1))
+    assert dense["acc_std"] == pytest.approx(np.std([90, 92, 90, 92], ddof=1))
     assert pd.isna(dense["pie"])
-    assert (gmp["pie"], gmp["ties"], gmp["n_models"]) == (2, 1, 3)
+    assert (gmp["pie"], gmp["ties"], gmp["n_models"]) == (2, 1, 4)
     assert gmp["acc_mean"] == pytest.approx(82.0)
     assert (gmp["paper_pie"], gmp["paper_acc_mean"]) == (273, 89.47)
+    # every model agrees: no noise, so the CI is the count itself, the halves
+    # of the dense population agree (floor 0) and a half sees both PIEs
+    assert (gmp["pie_ci_low"], gmp["pie_ci_high"]) == (2.0, 2.0)
+    assert (gmp["pie_half"], gmp["pie_noise_floor"]) == (2, 0)
+    assert pd.isna(dense["pie_half"])
+    assert dense["pie_noise_floor"] == 0
     wide = table1_wide(df)
-    assert wide.columns.tolist() == ["Sparsity %", "Sup / GMP PIE", "Sup / GMP Acc %"]
-    assert wide.iloc[1, 1] == "2 (273)"
+    assert wide.columns.tolist() == [
+        "Sparsity %",
+        "Sup / GMP PIE",
+        "Sup / GMP half",
+        "Sup / GMP Acc %",
+    ]
+    assert wide.iloc[1, 1] == "2 [2, 2] (273)"
     md = render_markdown(wide, "T")
-    assert "| 90 | 2 (273) |" in md
+    assert "| 90 | 2 [2, 2] (273) | 2 |" in md
     assert r"\pm" in render_latex(wide, "cap", "tab:x")
+
+
+def test_table1_refuses_a_pie_file_its_predictions_contradict(tmp_path):
+    cells = [
+        {
+            "method": "sup",
+            "schedule": s,
+            "sparsity": sp,
+            "metrics": _metrics(tmp_path, s, [0.9] * 4),
+            "predictions": _predictions(tmp_path, s + "p", [[0, 1, 2, 3]] * 4),
+            "pie": pie,
+        }
+        for s, sp, pie in (
+            ("dense", 0, None),
+            ("gmp", 90, _pie(tmp_path / "cut.csv", {1})),  # predictions: no PIEs
+        )
+    ]
+    with pytest.raises(ValueError, match=r"cut\.csv: 1 PIEs, but .* give 0; rebuild"):
+        table1(cells, PAPER, n_resamples=1000)
 
 
 def test_table3_sits_beside_hooker_and_the_paper(tmp_path):

@@ -22,7 +22,10 @@ TINY = {
     "data": {"images_sha256": None},
     "model": {"depth": 10, "width": 2},
     "seeds": [0, 1],
-    "sparsities": [50],
+    "schedules": {
+        "sup": {"gmp": [50], "oneshot": [50]},
+        "scl": {"gmp": [50], "delayed_gmp": [50], "oneshot": [50]},
+    },
     "sup": {"epochs": 1, "batch_size": 32, "lr": 0.05, "milestones": []},
     "scl": {
         "pretrain": {"epochs": 2, "batch_size": 32},
@@ -76,6 +79,7 @@ def test_tables_are_built(tiny_run):
     assert list(t1.columns) == [
         "method", "schedule", "sparsity", "n_models", "pie", "ties",
         "acc_mean", "acc_std", "paper_pie", "paper_acc_mean", "paper_acc_std",
+        "pie_ci_low", "pie_ci_high", "pie_half", "pie_noise_floor",
     ]  # fmt: skip
     assert list(zip(t1["method"], t1["schedule"], t1["sparsity"], strict=True)) == [
         ("sup", "dense", 0),
@@ -130,6 +134,32 @@ def test_every_table_has_its_rows_and_columns(tiny_run):
             assert (tables / f"{name}.{ext}").stat().st_size > 100
 
 
+def test_the_claims_table_has_every_claim(tiny_run):
+    work, _, _ = tiny_run
+    claims = pd.read_csv(work / "results/tables/claims.csv")
+    assert list(claims.columns) == [
+        "claim", "statement", "cell", "paper", "estimate", "ci_low", "ci_high",
+        "side", "null", "n_models", "verdict", "ci_method", "notes",
+    ]  # fmt: skip
+    # C1, C2, C6-C8 per schedule (GMP, One-Shot); C3, C4 per Table 1 sparsity
+    assert claims["claim"].value_counts().to_dict() == {
+        "C1": 2, "C2": 2, "C3": 4, "C4": 4, "C5": 1,
+        "C6": 2, "C7": 2, "C8": 2, "C9": 1,
+    }  # fmt: skip
+    # two seeds per population: nothing can be decided, and the table says so
+    assert set(claims["verdict"]) == {"too few models"}
+    assert claims.loc[claims["claim"] == "C5", "paper"].item() == pytest.approx(
+        522 / 183, abs=1e-4
+    )
+    # the grid has 50 % only: C3 at 30 % names the populations it lacks
+    c3 = claims[claims["claim"] == "C3"].iloc[0]
+    assert "not in the grid: scl/delayed_gmp/s30, scl/gmp/s30" in c3["notes"]
+    md = (work / "results/tables/claims.md").read_text()
+    assert "| C9 |" in md
+    html = (work / "results/tables/claims.html").read_text()
+    assert "background-color: #e0e0e0" in html
+
+
 def test_every_figure_is_a_valid_pdf_and_png(tiny_run):
     work, _, _ = tiny_run
     for n in range(1, 8):
@@ -149,6 +179,9 @@ def test_report_is_one_html_file(tiny_run):
     html = (work / "results/report.html").read_text()
     assert "Table 1" in html
     assert "Figure 7" in html
+    # the front page opens with the claims, verdicts coloured
+    assert "Which claims hold" in html
+    assert "too few models" in html
 
 
 def test_second_run_has_nothing_to_do(tiny_run):
@@ -175,6 +208,7 @@ def test_changing_one_gmp_value_reruns_exactly_its_dependants(tiny_run):
         "score_q": 1,
         "vote_pies": 1,
         "embed_umap": 1,
+        "claims": 1,
         "table1": 1,
         "table3": 1,
         "table5": 1,

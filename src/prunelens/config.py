@@ -14,6 +14,8 @@ from typing import Any
 import jsonschema
 import yaml
 
+from prunelens.study import GMP_LOOP, GMP_SECTION, HEAD_GMP_SECTION, Grid
+
 __all__ = ["ConfigError", "check", "key_path", "load_schema"]
 
 
@@ -35,6 +37,11 @@ def key_path(parts: Any) -> str:
 
 
 def _schema_error(config: Mapping[str, Any], schema: dict[str, Any]) -> str | None:
+    if "sparsities" in config:  # the grid's shape before per-schedule lists
+        return (
+            "config key 'sparsities': replaced by per-schedule lists, "
+            "schedules.<method>.<schedule>: [30, 50, ...] (README, Configuration)"
+        )
     validator = jsonschema.Draft202012Validator(schema)
     errors = list(validator.iter_errors(config))
     if not errors:
@@ -51,31 +58,31 @@ def _schema_error(config: Mapping[str, Any], schema: dict[str, Any]) -> str | No
     return f"config key '{key_path(err.absolute_path)}': {err.message}"
 
 
-# Which GMP section drives which training loop:
-# (method, the schedules that use it, the loop's config section).
-_GMP_LOOPS = {
-    "sup": ("sup", ("gmp",), ("sup",)),
-    "scl": ("scl", ("gmp",), ("scl", "pretrain")),
-    "scl_delayed": ("scl", ("delayed_gmp",), ("scl", "pretrain")),
-    "scl_head": ("scl", ("gmp", "delayed_gmp"), ("scl", "head")),
-}
 _TRAIN_SIZE = 50_000  # CIFAR-10's training split, both sources
+
+
+def _gmp_users() -> dict[str, list[tuple[str, str]]]:
+    """The (method, schedule) cells each ``gmp.<section>`` prunes."""
+    users: dict[str, list[tuple[str, str]]] = {}
+    for table in (GMP_SECTION, HEAD_GMP_SECTION):
+        for cell, section in table.items():
+            users.setdefault(section, []).append(cell)
+    return users
 
 
 def _gmp_checks(config: Mapping[str, Any]) -> str | None:
     """A GMP schedule must start and end within its training loop."""
     n_train = config["data"]["subset_train"] or _TRAIN_SIZE
-    pruned = {
-        (m, sc) for m in config["methods"] for sc in config["schedules"].get(m, [])
-    }
-    for section, (method, schedules, loop_key) in _GMP_LOOPS.items():
+    grid = Grid.from_config(config)
+    for section, cells in _gmp_users().items():
+        loop_key = GMP_LOOP[section]
         gmp = config["gmp"][section]
         if gmp["begin"] > gmp["end"]:
             return (
                 f"config key 'gmp.{section}.begin': {gmp['begin']} is after "
                 f"gmp.{section}.end = {gmp['end']}"
             )
-        if not any((method, sc) in pruned for sc in schedules):
+        if not any(grid.has(m, sc) for m, sc in cells):
             continue
         loop = config
         for k in loop_key:

@@ -25,7 +25,7 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
 from prunelens.runtime import atomic_path
-from prunelens.tables import GROUP_LABELS
+from prunelens.study import GROUP_LABELS, METHOD_LABELS
 
 # Headless workflow jobs: never pick an interactive backend. pyplot resolves
 # its backend lazily, so switching after the import above is safe.
@@ -44,7 +44,6 @@ __all__ = [
 ]
 
 PathLike = str | Path
-METHOD_LABELS = {"sup": "Sup", "scl": "SCL"}
 # Okabe-Ito-like "colorblind" palette: ten distinguishable hues, one per class.
 PALETTE = sns.color_palette("colorblind", 10)
 PNG_DPI = 150

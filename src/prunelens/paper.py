@@ -24,11 +24,11 @@ from prunelens.figures import (
     select_gallery,
 )
 from prunelens.pie import overlap_iou, pie_class_counts
+from prunelens.study import FIGURE_COLUMNS, METHOD_LABELS, SCHEDULE_LABELS
 
 log = logging.getLogger("prunelens.paper")
 
 PathLike = str | Path
-COLUMNS = (("sup", "gmp"), ("sup", "oneshot"), ("scl", "gmp"), ("scl", "oneshot"))
 
 __all__ = ["fig1", "fig5", "fig_gallery_pies", "fig_pies_by_class", "fig_scatter"]
 
@@ -92,7 +92,7 @@ def fig5(
     dense += [_umap_panel(emb, "scl", "dense", 0), None]
     panels: list[Any] = dense
     for s in sparsities:
-        panels += [_umap_panel(emb, m, sc, s) for m, sc in COLUMNS]
+        panels += [_umap_panel(emb, m, sc, s) for m, sc in FIGURE_COLUMNS]
     fig_umap(
         panels,
         CLASSES,
@@ -153,8 +153,7 @@ def fig_pies_by_class(
             sup = pd.read_csv(pies[f"sup_{schedule}_s{s}"])
             scl = pd.read_csv(pies[f"scl_{schedule}_s{s}"])
             iou = overlap_iou(sup, scl)
-            name = "Sup" if method == "sup" else "SCL"
-            label = "One-Shot" if schedule == "oneshot" else "GMP"
+            name, label = METHOD_LABELS[method], SCHEDULE_LABELS[schedule]
             drawn.append(
                 (
                     f"{name} / {label} {s}% (IoU {iou:.2f})",
@@ -193,7 +192,7 @@ def fig_gallery_pies(
             )
             images, captions = gallery_group(rows, test.images, test.index, CLASSES)
             groups.append((f"{name} {sparsity}%: {text}", images, captions))
-    label = "SCL" if method == "scl" else "Sup"
+    label = METHOD_LABELS[method]
     fig_gallery(
         groups,
         pdf,

@@ -19,7 +19,9 @@ TieBreak = Literal["smallest", "largest"]
 __all__ = [
     "Population",
     "load_population",
+    "half_pie_count",
     "modal_labels",
+    "noise_floor",
     "overlap_iou",
     "pie_class_counts",
     "vote_pies",
@@ -93,6 +95,44 @@ def vote_pies(
             "tie": d_tie | p_tie,
         }
     )
+
+
+def _halves(n_models: int) -> int:
+    if n_models < 4:
+        raise ValueError(f"the noise floor needs >= 4 dense models, got {n_models}")
+    return n_models // 2
+
+
+def noise_floor(
+    dense: np.ndarray, *, n_classes: int = 10, tie_break: TieBreak = "smallest"
+) -> int:
+    """PIEs between the two halves of a dense population (M, N), by seed
+    order: models [0, h) against [h, 2h), h = M // 2 (an odd last model is
+    left out). What seed noise alone gives at that population size."""
+    h = _halves(len(dense))
+    a, _ = modal_labels(dense[:h], n_classes, tie_break)
+    b, _ = modal_labels(dense[h : 2 * h], n_classes, tie_break)
+    return int((a != b).sum())
+
+
+def half_pie_count(
+    dense: np.ndarray,
+    pruned: np.ndarray,
+    *,
+    n_classes: int = 10,
+    tie_break: TieBreak = "smallest",
+) -> int:
+    """PIEs between the first dense half [0, h) and the pruned models of the
+    second half's seeds [h, 2h): the same population sizes, and the same
+    disjoint seeds, as :func:`noise_floor`, so the two compare directly."""
+    h = _halves(len(dense))
+    if len(pruned) < 2 * h:
+        raise ValueError(
+            f"the pruned population has {len(pruned)} models, needs {2 * h}"
+        )
+    a, _ = modal_labels(dense[:h], n_classes, tie_break)
+    b, _ = modal_labels(pruned[h : 2 * h], n_classes, tie_break)
+    return int((a != b).sum())
 
 
 def _pie_ids(pie: pd.DataFrame) -> set[int]:

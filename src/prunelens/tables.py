@@ -11,18 +11,12 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from prunelens.pie import overlap_iou, pie_class_counts
+from prunelens.pie import TieBreak, overlap_iou, pie_class_counts
 from prunelens.runtime import atomic_path
+from prunelens.study import GROUP_LABELS, METHOD_LABELS, PRUNED_SCHEDULES
 
 __all__ = ["GROUP_LABELS", "render_latex", "render_markdown", "table1", "write_table"]
 
-GROUP_LABELS = {
-    ("sup", "gmp"): "Sup / GMP",
-    ("sup", "oneshot"): "Sup / One-Shot",
-    ("scl", "gmp"): "SCL / GMP",
-    ("scl", "delayed_gmp"): "SCL / ΔGMP",
-    ("scl", "oneshot"): "SCL / One-Shot",
-}
 TABLE1_COLUMNS = [
     "method",
     "schedule",
@@ -35,6 +29,10 @@ TABLE1_COLUMNS = [
     "paper_pie",
     "paper_acc_mean",
     "paper_acc_std",
+    "pie_ci_low",
+    "pie_ci_high",
+    "pie_half",
+    "pie_noise_floor",
 ]
 
 
@@ -49,23 +47,99 @@ def _acc_stats(metrics: Sequence[str | Path]) -> tuple[int, float, float]:
     return len(acc), float(acc.mean()) * 100, std
 
 
+def _pie_noise(
+    cells: Sequence[Mapping[str, Any]],
+    tie_break: TieBreak,
+    bootstrap_kw: Mapping[str, Any],
+) -> dict[tuple[str, str, int], dict[str, float]]:
+    """Per cell: bootstrap CI of its PIE count, its half-population count and
+    its method's noise floor (NaN where the dense population has < 4 models)."""
+    from prunelens.bootstrap import Models, bootstrap
+    from prunelens.claims import pop_key
+    from prunelens.pie import half_pie_count, load_population, noise_floor
+
+    data = {
+        pop_key(c["method"], c["schedule"], c["sparsity"]): Models(
+            len(c["predictions"]), preds=load_population(c["predictions"]).preds
+        )
+        for c in cells
+    }
+    stats = {}
+    for c in cells:
+        if c["schedule"] != "dense":
+            dense, key = (
+                pop_key(c["method"], "dense", 0),
+                pop_key(c["method"], c["schedule"], c["sparsity"]),
+            )
+            stats[key] = (lambda v, d=dense, k=key: v.pie_count(d, k), [dense, key])
+    intervals = (
+        bootstrap(stats, data, tie_break=tie_break, **bootstrap_kw) if stats else {}
+    )
+    out = {}
+    for c in cells:
+        key = pop_key(c["method"], c["schedule"], c["sparsity"])
+        dense = data[pop_key(c["method"], "dense", 0)]
+        row = dict.fromkeys(
+            ("pie_ci_low", "pie_ci_high", "pie_half", "pie_noise_floor"), np.nan
+        )
+        if key in intervals:
+            iv = intervals[key]
+            row["pie_ci_low"], row["pie_ci_high"] = iv.low, iv.high
+            row["_pie_point"] = iv.estimate
+        if dense.n_models >= 4:
+            row["pie_noise_floor"] = noise_floor(dense.preds, tie_break=tie_break)
+            if c["schedule"] != "dense":
+                row["pie_half"] = half_pie_count(
+                    dense.preds, data[key].preds, tie_break=tie_break
+                )
+        out[(c["method"], c["schedule"], c["sparsity"])] = row
+    return out
+
+
 def table1(
-    cells: Sequence[Mapping[str, Any]], paper: Mapping[str, Any]
+    cells: Sequence[Mapping[str, Any]],
+    paper: Mapping[str, Any],
+    *,
+    tie_break: TieBreak = "smallest",
+    n_resamples: int = 2000,
+    confidence: float = 0.95,
+    random_state: int = 0,
 ) -> pd.DataFrame:
     """Long-form Table 1.
 
     ``cells``: one mapping per (method, schedule, sparsity) with ``metrics``
-    (metrics.json paths of its models) and ``pie`` (its PIE csv, None for the
-    dense row). Accuracy in percent, std over models with ddof=1.
+    (metrics.json paths of its models), ``predictions`` (their predictions
+    files) and ``pie`` (its PIE csv, None for the dense row). Accuracy in
+    percent, std over models with ddof=1. PIE columns: the count, its
+    bootstrap CI over models, the count between a dense half and the
+    same-size pruned population (``pie_half``) and the dense half-vs-half
+    count of its method (``pie_noise_floor``; README "Claims").
     """
+    noise = _pie_noise(
+        cells,
+        tie_break,
+        {
+            "n_resamples": n_resamples,
+            "confidence": confidence,
+            "random_state": random_state,
+        },
+    )
     rows = []
     for cell in cells:
         method, schedule, sparsity = cell["method"], cell["schedule"], cell["sparsity"]
         n, mean, std = _acc_stats(cell["metrics"])
         pie = ties = np.nan
+        extra = noise[(method, schedule, sparsity)]
         if cell.get("pie"):
             votes = pd.read_csv(cell["pie"])
             pie, ties = int(votes["pie"].sum()), int(votes["tie"].sum())
+            recount = extra.pop("_pie_point")
+            if recount != pie:  # the PIE file and the predictions disagree
+                raise ValueError(
+                    f"{cell['pie']}: {pie} PIEs, but its populations' predictions "
+                    f"give {recount:.0f}; rebuild it with "
+                    f"`snakemake {cell['pie']} --forcerun vote_pies`"
+                )
         group = "gmp" if schedule == "dense" else schedule
         ref = paper["table1"].get(f"{method}_{group}", {}).get(sparsity, {})
         rows.append(
@@ -81,10 +155,33 @@ def table1(
                 "paper_pie": ref.get("pie"),
                 "paper_acc_mean": ref.get("acc"),
                 "paper_acc_std": ref.get("acc_std"),
+                **extra,
             }
         )
     df = pd.DataFrame(rows, columns=TABLE1_COLUMNS)
-    return df.astype({"pie": "Int64", "ties": "Int64", "paper_pie": "Int64"})
+    return df.astype(
+        {
+            "pie": "Int64",
+            "ties": "Int64",
+            "paper_pie": "Int64",
+            "pie_half": "Int64",
+            "pie_noise_floor": "Int64",
+        }
+    )
+
+
+def noise_floor_note(df: pd.DataFrame) -> str:
+    """One sentence: each method's noise floor and what ``half`` means."""
+    floors = []
+    for method in dict.fromkeys(df["method"]):
+        value = df.loc[df["method"] == method, "pie_noise_floor"].iloc[0]
+        floors.append(f"{METHOD_LABELS[method]} {_fmt(value)}")
+    return (
+        "half: PIEs between one dense half of the seeds and the pruned models of "
+        "the other half; noise floor (the two dense halves): "
+        + ", ".join(floors)
+        + " (– : fewer than 4 dense models)."
+    )
 
 
 def _fmt(x: Any, digits: int = 2) -> str:
@@ -107,7 +204,7 @@ def table1_wide(df: pd.DataFrame) -> pd.DataFrame:
     out = pd.DataFrame({"Sparsity %": sparsities})
     for method, schedule in groups:
         label = GROUP_LABELS[(method, schedule)]
-        pies, accs = [], []
+        pies, halves, accs = [], [], []
         for s in sparsities:
             sel = df[
                 (df["method"] == method)
@@ -116,15 +213,21 @@ def table1_wide(df: pd.DataFrame) -> pd.DataFrame:
             ]
             if sel.empty:
                 pies.append("")
+                halves.append("")
                 accs.append("")
                 continue
             r = sel.iloc[0]
-            pies.append(f"{_fmt(r['pie'])} ({_fmt(r['paper_pie'])})")
+            ci = ""
+            if _fmt(r["pie_ci_low"]) != "–":
+                ci = f" [{_fmt(r['pie_ci_low'], 0)}, {_fmt(r['pie_ci_high'], 0)}]"
+            pies.append(f"{_fmt(r['pie'])}{ci} ({_fmt(r['paper_pie'])})")
+            halves.append(_fmt(r["pie_half"]))
             accs.append(
                 f"{_fmt(r['acc_mean'])} ± {_fmt(r['acc_std'])} "
                 f"({_fmt(r['paper_acc_mean'])} ± {_fmt(r['paper_acc_std'])})"
             )
         out[f"{label} PIE"] = pies
+        out[f"{label} half"] = halves
         out[f"{label} Acc %"] = accs
     return out
 
@@ -281,9 +384,7 @@ def qscore_wide(df: pd.DataFrame) -> pd.DataFrame:
     """Paper layout: rows = sparsity, per schedule Q, Z, L1 as ``ours (paper)``."""
     sel = df[df["subset"] == "all"]
     out = pd.DataFrame({"Sparsity %": sorted(set(sel["sparsity"]))})
-    for schedule in [
-        s for s in ("gmp", "delayed_gmp", "oneshot") if s in set(sel["schedule"])
-    ]:
+    for schedule in [s for s in PRUNED_SCHEDULES if s in set(sel["schedule"])]:
         label = GROUP_LABELS[(sel["method"].iloc[0], schedule)]
         for col, name in zip(QSCORE_COLUMNS, ("Q", "Z", "‖h‖₁"), strict=True):
             cells = []

@@ -6,6 +6,15 @@ from pathlib import Path
 from snakemake.utils import validate
 
 from prunelens.config import check, seed_blocks, seed_pattern_excluding
+from prunelens.study import (
+    FIGURE_COLUMNS,
+    GMP_SECTION,
+    HEAD_GMP_SECTION,
+    METHODS,
+    PRUNED_SCHEDULES,
+    SCHEDULES,
+    Grid,
+)
 
 # One line naming the bad key, before any job runs (and before Snakemake's
 # validate, which would dump the whole schema).
@@ -17,8 +26,8 @@ validate(config, "../schemas/config.schema.yaml")
 
 # The fixed vocabulary, not config lists: any single file stays requestable.
 wildcard_constraints:
-    method="sup|scl",
-    schedule="dense|gmp|delayed_gmp|oneshot",
+    method="|".join(METHODS),
+    schedule="|".join(SCHEDULES),
     sparsity=r"\d+",
     seed=r"\d+",
 
@@ -28,7 +37,10 @@ ANALYSIS = config["analysis"]
 DEPTH_SEEDS = SEEDS[: ANALYSIS["depth"]["models"]]  # PD uses the first N models
 # Shipped with the workflow, so found from the Snakefile, not the working dir.
 PAPER_TABLES = str(Path(workflow.basedir) / "workflow/resources/paper-tables.yaml")
-SPARSITIES = config["sparsities"]
+# The bootstrap settings Table 1's PIE CIs share with the claims.
+BOOTSTRAP_KEYS = ("n_resamples", "confidence", "random_state")
+# Per method, per schedule, the sparsities trained (config `schedules`).
+GRID = Grid.from_config(config)
 # Blocks of seeds trained together by one Sup job (seeds_per_job > 1).
 STACKED_BLOCKS = [b for b in seed_blocks(SEEDS, config["seeds_per_job"]) if len(b) > 1]
 STACKED_SEEDS = [s for b in STACKED_BLOCKS for s in b]
@@ -36,9 +48,7 @@ STACKED_SEEDS = [s for b in STACKED_BLOCKS for s in b]
 
 def cells(method):
     """(schedule, sparsity) pairs trained for a method, the dense s0 first."""
-    return [("dense", 0)] + [
-        (schedule, s) for schedule in config["schedules"][method] for s in SPARSITIES
-    ]
+    return GRID.cells(method)
 
 
 # Sizes behind the resource requests (null subsets: all of CIFAR-10).
@@ -68,13 +78,6 @@ def cifar10_archive(wildcards):
     return config["data"]["images_archive"]
 
 
-GMP_SECTION = {
-    ("sup", "gmp"): "sup",
-    ("scl", "gmp"): "scl",
-    ("scl", "delayed_gmp"): "scl_delayed",
-}
-
-
 def gmp_params(method):
     """Input function: the GMP schedule a training job depends on (none if dense)."""
 
@@ -88,7 +91,8 @@ def gmp_params(method):
 
 def head_gmp_params(wildcards):
     """The SCL linear head's GMP schedule (pruned models only)."""
-    return None if wildcards.schedule == "dense" else config["gmp"]["scl_head"]
+    section = HEAD_GMP_SECTION.get(("scl", wildcards.schedule))
+    return None if section is None else config["gmp"][section]
 
 
 def population(schedule, sparsity):
@@ -123,6 +127,7 @@ def table1_cells():
                         s=s,
                         seed=SEEDS,
                     ),
+                    "predictions": predictions(method, schedule, s),
                     "pie": (
                         None
                         if schedule == "dense"
@@ -133,28 +138,75 @@ def table1_cells():
     return out
 
 
+def predictions(method, schedule, s, seeds=SEEDS):
+    return expand(
+        "results/predictions/{m}/{sc}/s{s}/seed{seed}.npz",
+        m=method,
+        sc=schedule,
+        s=s,
+        seed=seeds,
+    )
+
+
 def table1_inputs(wildcards):
     cells_ = table1_cells()
-    return [p for c in cells_ for p in c["metrics"]] + [
+    return [p for c in cells_ for p in c["metrics"] + c["predictions"]] + [
         c["pie"] for c in cells_ if c["pie"]
     ]
 
 
-def trained_sparsity(requested):
-    """The sparsity a figure shows: ``requested`` if trained, else the largest
-    trained one below it (else the smallest). Scripts log any substitution."""
-    below = [s for s in sorted(SPARSITIES) if s <= requested]
-    return below[-1] if below else min(SPARSITIES)
+def claims_populations():
+    """Every population the claims read: predictions and metrics of each
+    cell, and (``pd:`` keys) the per-model depth files of each cell."""
+    pops = [
+        {
+            "key": f"{c['method']}/{c['schedule']}/s{c['sparsity']}",
+            "predictions": c["predictions"],
+            "metrics": c["metrics"],
+        }
+        for c in table1_cells()
+    ]
+    pops += [
+        {
+            "key": f"pd:{m}/{sc}/s{s}",
+            "depth": expand(
+                "results/depth/{m}/{sc}/s{s}/seed{seed}.npz",
+                m=m,
+                sc=sc,
+                s=s,
+                seed=DEPTH_SEEDS,
+            ),
+        }
+        for m, sc, s in GRID.all_cells()
+    ]
+    return pops
+
+
+def claims_inputs(wildcards):
+    return sorted(
+        {
+            p
+            for pop in claims_populations()
+            for k in ("predictions", "metrics", "depth")
+            for p in pop.get(k, [])
+        }
+    )
+
+
+def trained_sparsity(requested, columns=FIGURE_COLUMNS):
+    """The sparsity a figure of ``columns`` shows: ``requested`` if trained,
+    else the largest trained one below it (else the smallest). Scripts log
+    any substitution."""
+    return GRID.nearest(requested, [c for c in columns if has(*c)])
 
 
 def umap_cells():
     """(method, schedule, sparsity) of every UMAP panel (Figures 1 and 5)."""
     out = []
-    for method in config["methods"]:
+    for method in GRID.methods:
         out.append((method, "dense", 0))
         for schedule in ("gmp", "oneshot"):
-            if schedule in config["schedules"][method]:
-                out += [(method, schedule, s) for s in sorted(SPARSITIES)]
+            out += [(method, schedule, s) for s in GRID.sparsities(method, schedule)]
     return out
 
 
@@ -181,19 +233,17 @@ def pie_csv(method, schedule, s):
     return f"results/pie/{method}/{schedule}/s{s}.csv"
 
 
-def has(method, schedule):
-    return method in config["methods"] and schedule in config["schedules"][method]
+def has(method, schedule, sparsity=None):
+    return GRID.has(method, schedule, sparsity)
 
 
 def table3_pies():
     """Sup / GMP PIE tables by sparsity (Table 3)."""
-    return {s: pie_csv("sup", "gmp", s) for s in SPARSITIES if has("sup", "gmp")}
+    return {s: pie_csv("sup", "gmp", s) for s in GRID.sparsities("sup", "gmp")}
 
 
 def qscore_cells(method):
     """Rows of Table 4 (SCL) or 5 (Sup): every population of the method."""
-    if method not in config["methods"]:
-        return []
     return [
         {
             "method": method,
@@ -208,12 +258,12 @@ def qscore_cells(method):
 
 def depth_cells():
     """Rows of Table 6: per method and schedule, dense (split by the PIEs of
-    the largest sparsity) then each sparsity."""
+    the schedule's largest sparsity) then each sparsity."""
     out = []
-    top = max(SPARSITIES)
-    for method in config["methods"]:
-        for group in config["schedules"][method]:
-            rows = [("dense", 0, top)] + [(group, s, s) for s in sorted(SPARSITIES)]
+    for method in GRID.methods:
+        for group in GRID.pruned_schedules(method):
+            trained = GRID.sparsities(method, group)
+            rows = [("dense", 0, max(trained))] + [(group, s, s) for s in trained]
             for schedule, s, pie_s in rows:
                 out.append(
                     {
@@ -224,6 +274,7 @@ def depth_cells():
                         "n_models": len(DEPTH_SEEDS),
                         "scores": f"results/scores/pd/{method}/{schedule}/s{s}.csv",
                         "pie": pie_csv(method, group, pie_s),
+                        "pie_sparsity": pie_s,
                     }
                 )
     return out
@@ -239,8 +290,7 @@ def overlap_cells():
             "scl": pie_csv("scl", sc, s),
         }
         for sc in ("gmp", "oneshot")
-        if has("sup", sc) and has("scl", sc)
-        for s in sorted(SPARSITIES)
+        for s in GRID.shared_sparsities(sc)
     ]
 
 
@@ -249,14 +299,11 @@ def cell_paths(cells_, *keys):
     return sorted({c[k] for c in cells_ for k in keys if c.get(k)})
 
 
-# The four method/schedule columns of Figures 2, 3, 5 and 7.
-FIGURE_COLUMNS = [
-    ("sup", "gmp"),
-    ("sup", "oneshot"),
-    ("scl", "gmp"),
-    ("scl", "oneshot"),
-]
 SCATTER_SPARSITY = trained_sparsity(90)  # Figures 2 and 3 (paper: 90%)
+# Figure 6 shows SCL's GMP and One-Shot PIEs at one sparsity both have.
+GALLERY_SPARSITY = GRID.nearest(
+    ANALYSIS["gallery_sparsity"], [("scl", "gmp"), ("scl", "oneshot")], common=True
+)
 
 
 def scatter_cells(kind):
@@ -270,16 +317,45 @@ def scatter_cells(kind):
             "pie": pie_csv(m, sc, SCATTER_SPARSITY),
         }
         for m, sc in FIGURE_COLUMNS
-        if has(m, sc)
+        if has(m, sc, SCATTER_SPARSITY)
     ]
 
 
 def pie_tables(schedules):
-    """All PIE tables of both methods under ``schedules``, keyed for scripts."""
+    """The PIE tables of both methods under ``schedules`` at the sparsities
+    both methods share (Figures 4 and 7 compare Sup with SCL), keyed for scripts."""
     return {
         f"{m}_{sc}_s{s}": pie_csv(m, sc, s)
-        for m in ("sup", "scl")
         for sc in schedules
-        if has(m, sc)
-        for s in SPARSITIES
+        for s in GRID.shared_sparsities(sc)
+        for m in ("sup", "scl")
     }
+
+
+def pie_class_rows(schedules):
+    """Rows of Figures 4 (one per method) and 7 (one per sparsity)."""
+    if schedules == ["oneshot"]:
+        return [
+            (label, [(m, "oneshot", s) for s in GRID.shared_sparsities("oneshot")])
+            for m, label in (
+                ("sup", "(a) Sup / One-Shot"),
+                ("scl", "(b) SCL / One-Shot"),
+            )
+        ]
+    shared = sorted({s for sc in schedules for s in GRID.shared_sparsities(sc)})
+    return [
+        (
+            f"{s}%",
+            [
+                (m, sc, s)
+                for m, sc in FIGURE_COLUMNS
+                if sc in schedules and s in GRID.shared_sparsities(sc)
+            ],
+        )
+        for s in shared
+    ]
+
+
+def umap_sparsities():
+    """Rows of Figure 5: every sparsity of a GMP or One-Shot UMAP cell."""
+    return GRID.all_sparsities([c for c in FIGURE_COLUMNS if has(*c)])

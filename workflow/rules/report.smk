@@ -18,10 +18,44 @@ rule table1:
         "results/logs/table1.log",
     conda:
         "../../envs/prunelens.yaml"
+    resources:
+        mem_mb=3000 + N_TEST // 2,
     params:
         cells=table1_cells(),
+        tie_break=config["pie"]["tie_break"],
+        bootstrap={k: config["claims"][k] for k in BOOTSTRAP_KEYS},
     script:
         "../scripts/table1.py"
+
+
+rule claims:
+    input:
+        claims_inputs,
+        paper=PAPER_TABLES,
+    output:
+        csv="results/tables/claims.csv",
+        md="results/tables/claims.md",
+        tex="results/tables/claims.tex",
+        html=report(
+            "results/tables/claims.html",
+            caption="../report/claims.rst",
+            category="Claims",
+        ),
+    log:
+        "results/logs/claims.log",
+    conda:
+        "../../envs/prunelens.yaml"
+    resources:
+        mem_mb=3000 + N_TEST // 2,
+    params:
+        populations=claims_populations(),
+        grid={"methods": config["methods"], "schedules": config["schedules"]},
+        depth_cells=depth_cells(),
+        tie_break=config["pie"]["tie_break"],
+        pd_column="pd" if ANALYSIS["depth"]["definition"] == "corti" else "pd_baldock",
+        claims=config["claims"],
+    script:
+        "../scripts/claims.py"
 
 
 rule table3:
@@ -226,13 +260,7 @@ rule fig4:
         "../../envs/prunelens.yaml"
     params:
         pies=pie_tables(["oneshot"]),
-        rows=[
-            (label, [(m, "oneshot", s) for s in sorted(SPARSITIES)])
-            for m, label in (
-                ("sup", "(a) Sup / One-Shot"),
-                ("scl", "(b) SCL / One-Shot"),
-            )
-        ],
+        rows=pie_class_rows(["oneshot"]),
         title="Figure 4: PIEs per class after One-Shot pruning (strong: shared by Sup and SCL)",
         sharey=False,
     script:
@@ -254,7 +282,7 @@ rule fig5:
     conda:
         "../../envs/prunelens.yaml"
     params:
-        sparsities=sorted(SPARSITIES),
+        sparsities=umap_sparsities(),
     script:
         "../scripts/fig5.py"
 
@@ -262,10 +290,8 @@ rule fig5:
 rule fig6:
     input:
         data="results/data/cifar10.npz",
-        gmp=pie_csv("scl", "gmp", trained_sparsity(ANALYSIS["gallery_sparsity"])),
-        oneshot=pie_csv(
-            "scl", "oneshot", trained_sparsity(ANALYSIS["gallery_sparsity"])
-        ),
+        gmp=pie_csv("scl", "gmp", GALLERY_SPARSITY),
+        oneshot=pie_csv("scl", "oneshot", GALLERY_SPARSITY),
     output:
         pdf="results/figures/fig6.pdf",
         png=report(
@@ -278,7 +304,7 @@ rule fig6:
     conda:
         "../../envs/prunelens.yaml"
     params:
-        sparsity=trained_sparsity(ANALYSIS["gallery_sparsity"]),
+        sparsity=GALLERY_SPARSITY,
         requested=ANALYSIS["gallery_sparsity"],
         per_group=8,
     script:
@@ -301,10 +327,7 @@ rule fig7:
         "../../envs/prunelens.yaml"
     params:
         pies=pie_tables(["gmp", "oneshot"]),
-        rows=[
-            (f"{s}%", [(m, sc, s) for m, sc in FIGURE_COLUMNS])
-            for s in sorted(SPARSITIES)
-        ],
+        rows=pie_class_rows(["gmp", "oneshot"]),
         title="Figure 7: PIEs per class and sparsity (strong: shared by Sup and SCL)",
         sharey="row",
     script:
@@ -315,7 +338,15 @@ rule all_tables:
     input:
         expand(
             "results/tables/{table}.{ext}",
-            table=["table1", "table3", "table4", "table5", "table6", "pie_overlap"],
+            table=[
+                "claims",
+                "table1",
+                "table3",
+                "table4",
+                "table5",
+                "table6",
+                "pie_overlap",
+            ],
             ext=["csv", "md", "tex"],
         ),
     localrule: True

@@ -1,15 +1,26 @@
-"""Rule table1: PIE counts and accuracy per method, schedule and sparsity."""
+"""Rule table1: PIE counts (with CIs and noise floors) and accuracy per cell."""
 
 from typing import TYPE_CHECKING
 
 from prunelens.runtime import log_to
-from prunelens.tables import load_paper, table1, table1_wide, write_table
+from prunelens.tables import (
+    load_paper,
+    noise_floor_note,
+    table1,
+    table1_wide,
+    write_table,
+)
 
 if TYPE_CHECKING:
     from snakemake.script import snakemake
 
 with log_to(snakemake.log[0]):
-    long = table1(snakemake.params.cells, load_paper(snakemake.input.paper))
+    long = table1(
+        snakemake.params.cells,
+        load_paper(snakemake.input.paper),
+        tie_break=snakemake.params.tie_break,
+        **snakemake.params.bootstrap,
+    )
     write_table(
         long,
         table1_wide(long),
@@ -18,5 +29,7 @@ with log_to(snakemake.log[0]):
         tex=snakemake.output.tex,
         title="Table 1: PIEs and test accuracy (ours, paper in parentheses)",
         label="tab:table1",
-        note="Accuracy in %, mean ± std over seeds; PIE counts over the test set.",
+        note="Accuracy in %, mean ± std over seeds; PIE counts over the test set "
+        f"with their {snakemake.params.bootstrap['confidence']:.0%} bootstrap CI over "
+        "models in brackets; " + noise_floor_note(long),
     )
