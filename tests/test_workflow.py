@@ -38,7 +38,8 @@ TINY = {
         "scl_head": {"begin": 1, "end": 4, "frequency": 1},
     },
     "oneshot": {"epochs": 1, "batch_size": 32},
-    "analysis": {"depth": {"models": 2}},
+    # 30 of the 60 test images, evenly spaced: 3 per class
+    "analysis": {"depth": {"models": 2}, "umap": {"max_examples": 30}},
     "eval_batch_size": 256,
 }
 
@@ -127,6 +128,12 @@ def test_every_table_has_its_rows_and_columns(tiny_run):
     assert len(t6) == 2 * 2 * (2 + 3)  # definitions x (dense, s50) x groups
     corti = t6[t6["definition"] == "corti"]
     assert corti[["pie_mean", "non_pie_mean"]].stack().between(1, 7).all()
+    emb = pd.read_csv(work / "results/umap/embeddings.csv")
+    per_cell = emb.groupby(["method", "schedule", "sparsity"])["index"]
+    assert per_cell.size().eq(30).all()
+    assert per_cell.apply(tuple).nunique() == 1  # the same examples everywhere
+    labels = pd.read_csv(work / "results/pie/sup/gmp/s50.csv").set_index("index")
+    assert labels.loc[emb["index"].unique(), "label"].value_counts().eq(3).all()
     overlap = pd.read_csv(tables / "pie_overlap.csv")
     assert overlap["iou"].between(0, 1).all()
     for ext in ("md", "tex"):

@@ -191,10 +191,12 @@ def umap_embedding(
     n_neighbors: int,
     min_dist: float,
     random_state: int,
+    max_examples: int | None = None,
     tie_break: Literal["smallest", "largest"] = "smallest",
     n_classes: int = 10,
 ) -> pd.DataFrame:
-    """2-D UMAP of the mean representation of the first ``models`` models.
+    """2-D UMAP of the mean representation of the first ``models`` models
+    (of ``max_examples`` evenly spaced test examples, or all).
 
     Colour (``mode``) is the modal label of the whole population given in
     ``paths``; ``pie`` flags come from the cell's PIE table (none for dense).
@@ -204,12 +206,20 @@ def umap_embedding(
     index, reps = _reps(paths[:models])
     population = load_population(paths)
     mode, _ = modal_labels(population.preds, n_classes, tie_break)
+    rep = np.mean(reps, axis=0)
+    if max_examples is not None and max_examples < len(index):
+        # evenly spaced over the test split, which is ordered by class: every
+        # class keeps its share, and every population the same examples
+        keep = np.unique(
+            np.linspace(0, len(index) - 1, max_examples).round().astype(int)
+        )
+        index, mode, rep = index[keep], mode[keep], rep[keep]
     reducer = umap.UMAP(
         n_neighbors=min(n_neighbors, len(index) - 1),
         min_dist=min_dist,
         random_state=random_state,
     )
-    xy = reducer.fit_transform(np.mean(reps, axis=0))
+    xy = reducer.fit_transform(rep)
     flags = np.zeros(len(index), bool)
     if pie is not None:
         flags = pie.set_index("index").loc[index, "pie"].to_numpy(bool)
