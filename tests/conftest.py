@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -81,3 +82,19 @@ def prepared(tmp_path_factory) -> Path:
         classes=np.array(CLASSES),
     )
     return path
+
+
+def job_counts(dry_run_output: str) -> dict[str, int]:
+    """Parse Snakemake's 'Job stats' table of a dry run."""
+    counts: dict[str, int] = {}
+    in_table = False
+    for line in dry_run_output.splitlines():
+        if line.startswith("Job stats:"):
+            in_table = True
+            continue
+        m = re.match(r"^(\w+)\s+(\d+)$", line.strip())
+        if in_table and m and m.group(1) != "total":
+            counts[m.group(1)] = int(m.group(2))
+        elif in_table and line.strip().startswith("total"):
+            break
+    return counts

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import yaml
-from conftest import REPO, deep_merge
+from conftest import REPO, deep_merge, job_counts, run_snakemake
 
 from prunelens.budget import H200, image_steps, n_models, project
 
@@ -44,3 +44,54 @@ def test_fidelity_scale_arithmetic(paper_config):
     seconds = project(cfg, H200, gpu_jobs=0, cpu_jobs=0)
     assert round(seconds["sup"], 1) == round(24 * 8 * 50_000 / 51_522, 1)
     assert round(seconds["scl_pretrain"], 1) == round(8e6 / 61_096, 1)
+
+
+GPU_RULES = (
+    "train",
+    "pretrain",
+    "fit_linear_head",
+    "prune_oneshot",
+    "predict",
+    "probe",
+)
+
+
+def test_fidelity_profile_plans_its_jobs_and_fits_nine_minutes(paper_config, tmp_path):
+    """The dry run of the fidelity scale through profiles/gpu's settings, and
+    its projection at the measured H200 rates."""
+    archive = {"data": {"images_archive": paper_config["data"]["images_archive"]}}
+    local = tmp_path / "archive.yaml"
+    local.write_text(yaml.safe_dump(archive))
+    proc = run_snakemake(
+        tmp_path,
+        "-n",
+        "all",
+        "--config",
+        "device=cuda",
+        "seeds_per_job=15",  # as profiles/gpu
+        configfiles=[REPO / "config.yaml", FIDELITY, local],
+        timeout=300,
+    )
+    counts = job_counts(proc.stdout + proc.stderr)
+    assert counts == {
+        "prepare_cifar10": 1,
+        "train_supervised_seeds0_7": 3,  # dense, GMP 50, GMP 90
+        "prune_oneshot_seeds0_7": 4,  # Sup and SCL at 50 and 90
+        "pretrain_supcon_seeds0_7": 5,  # dense, GMP and delayed GMP at 50, 90
+        "fit_linear_head_seeds0_7": 5,
+        "predict": 12,
+        "probe_depth": 12,
+        "score_q": 12,
+        "vote_pies": 10,
+        "embed_umap": 1,
+        "claims": 1,
+        **{f"table{n}": 1 for n in (1, 3, 4, 5, 6)},
+        "pie_overlap": 1,
+        **{f"fig{n}": 1 for n in range(1, 8)},
+        "all": 1,
+    }, proc.stdout[-3000:]
+    gpu = sum(n for rule, n in counts.items() if rule.startswith(GPU_RULES))
+    cpu = sum(counts.values()) - gpu - counts["prepare_cifar10"] - counts["all"]
+    assert (gpu, cpu) == (41, 37)  # the README's numbers
+    seconds = project(_fidelity(paper_config), H200, gpu_jobs=gpu, cpu_jobs=cpu)
+    assert sum(seconds.values()) <= 9 * 60

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
-from conftest import REPO, run_snakemake
+from conftest import REPO, job_counts, run_snakemake
 from PIL import Image
 from pypdf import PdfReader
 
@@ -42,22 +43,6 @@ TINY = {
     "analysis": {"depth": {"models": 2}, "umap": {"max_examples": 30}},
     "eval_batch_size": 256,
 }
-
-
-def _job_counts(dry_run_output: str) -> dict[str, int]:
-    """Parse Snakemake's 'Job stats' table of a dry run."""
-    counts: dict[str, int] = {}
-    in_table = False
-    for line in dry_run_output.splitlines():
-        if line.startswith("Job stats:"):
-            in_table = True
-            continue
-        m = re.match(r"^(\w+)\s+(\d+)$", line.strip())
-        if in_table and m and m.group(1) != "total":
-            counts[m.group(1)] = int(m.group(2))
-        elif in_table and line.strip().startswith("total"):
-            break
-    return counts
 
 
 @pytest.fixture(scope="module")
@@ -167,6 +152,24 @@ def test_the_claims_table_has_every_claim(tiny_run):
     assert "background-color: #e0e0e0" in html
 
 
+def test_a_reference_regenerates_table1_and_the_claims(tiny_run, tmp_path):
+    """The compact per-model files give the workflow's Table 1 and claims."""
+    work, _, files = tiny_run
+    proc = run_snakemake(work, "-c1", "results/reference/meta.json", configfiles=files)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ref = work / "results/reference"
+    assert (ref / "arrays.npz").stat().st_size < 200_000
+    out = tmp_path / "regenerated"
+    cmd = [sys.executable, "-m", "prunelens.reference", str(ref), str(out)]
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    for name in ("table1", "claims"):
+        pd.testing.assert_frame_equal(
+            pd.read_csv(out / f"{name}.csv"),
+            pd.read_csv(work / f"results/tables/{name}.csv"),
+        )
+
+
 def test_every_figure_is_a_valid_pdf_and_png(tiny_run):
     work, _, _ = tiny_run
     for n in range(1, 8):
@@ -207,7 +210,7 @@ def test_changing_one_gmp_value_reruns_exactly_its_dependants(tiny_run):
     out = proc.stdout + proc.stderr
     # the GMP cell's models, their predictions, PIEs, scores and every table
     # or figure that reads them; nothing of the dense or One-Shot cells
-    assert _job_counts(out) == {
+    assert job_counts(out) == {
         "all": 1,
         "train_supervised": 2,
         "predict": 1,
@@ -274,7 +277,7 @@ def test_a_block_of_seeds_trains_in_one_job_and_matches_the_per_seed_models(
     files = [REPO / "config.yaml", blocked]
     targets = [f"results/models/sup/dense/s0/seed{s}/model.pt" for s in (0, 1)]
     dry = run_snakemake(tmp_path, "-n", *targets, configfiles=files)
-    assert _job_counts(dry.stdout + dry.stderr) == {
+    assert job_counts(dry.stdout + dry.stderr) == {
         "prepare_cifar10": 1,
         "train_supervised_seeds0_1": 1,
     }, dry.stdout

@@ -9,13 +9,14 @@ measurement and says so wherever it is printed.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from prunelens.study import Grid
 
-__all__ = ["H200", "Rates", "image_steps", "n_models", "project"]
+__all__ = ["H200", "Rates", "image_steps", "n_models", "project", "table"]
 
 CIFAR10_TRAIN, CIFAR10_TEST = 50_000, 10_000
 
@@ -30,7 +31,8 @@ class Rates:
     predict: float  # img/s, inference
     depth_s_per_model: float  # s, prediction depth of one model at full size
     umap_s: Mapping[int, float]  # s per embedding of N points (after compile)
-    job_overhead_s: float  # s per job: process start, imports, data load
+    gpu_job_overhead_s: float  # s per GPU job: process start, torch, data load
+    cpu_job_overhead_s: float  # s per CPU-only job (tables, PIE votes, figures)
     prepare_s: float  # s, preparing the full data set from the JPEG archive
     gpu_slots: int  # concurrent GPU jobs (profiles/gpu: resources gpu)
     cpu_slots: int  # concurrent CPU-only jobs beside them
@@ -55,9 +57,12 @@ H200 = Rates(
     # measured on our 2-core CPU (umap-learn 0.5.12, one thread as with a
     # fixed random_state): an upper bound for the GPU machine's host
     umap_s={2_000: 3.9, 10_000: 33.4},
-    # measured on our 2-core CPU from the quick run (README "Fidelity
-    # scale"): an upper bound for the GPU machine's host
-    job_overhead_s=8.0,
+    # measured on our 2-core CPU: `import torch` and loading the full
+    # prepared data took 7.2-9.6 s; an upper bound for the GPU machine's host
+    gpu_job_overhead_s=8.0,
+    # measured: the analysis imports take 1.4-1.6 s; doubled for Snakemake's
+    # script start
+    cpu_job_overhead_s=3.0,
     # measured on our 2-core CPU (57 s wall, 10 s of CPU): an upper bound
     prepare_s=57.0,
     gpu_slots=4,  # profiles/gpu
@@ -141,7 +146,68 @@ def project(
     )
     out["embed_umap"] = umap_cells * per_embedding
     out["prepare"] = rates.prepare_s * scale
-    out["job_overhead"] = rates.job_overhead_s * (
-        gpu_jobs / rates.gpu_slots + cpu_jobs / rates.cpu_slots
+    out["job_overhead"] = (
+        rates.gpu_job_overhead_s * gpu_jobs / rates.gpu_slots
+        + rates.cpu_job_overhead_s * cpu_jobs / rates.cpu_slots
     )
     return out
+
+
+def table(config: Mapping[str, Any], rates: Rates, **jobs: int) -> str:
+    """The projection as Markdown: image-steps, rate and seconds per stage."""
+    steps = image_steps(config)
+    seconds = project(config, rates, **jobs)
+    rate = {
+        "sup": rates.sup,
+        "sup_oneshot": rates.sup,
+        "scl_pretrain": rates.scl_pretrain,
+        "scl_head": rates.head,
+        "scl_oneshot": rates.sup,
+    }
+    lines = ["| stage | image-steps | rate (/s) | seconds |", "|---|---:|---:|---:|"]
+    for stage, s in seconds.items():
+        if stage in steps:
+            lines.append(
+                f"| {stage} | {steps[stage]:,.0f} | {rate[stage]:,.0f} | {s:,.1f} |"
+            )
+        else:
+            lines.append(f"| {stage} | | | {s:,.1f} |")
+    lines.append(f"| **total (projected)** | | | **{sum(seconds.values()):,.1f}** |")
+    return "\n".join(lines) + f"\n\n{rates.source}.\n"
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    import argparse
+
+    import yaml
+
+    parser = argparse.ArgumentParser(
+        prog="python -m prunelens.budget",
+        description="Project a config's wall time on one H200 from measured rates.",
+    )
+    parser.add_argument(
+        "configs", nargs="+", help="config.yaml and overlays, merged in order"
+    )
+    parser.add_argument("--gpu-jobs", type=int, required=True, help="from a dry run")
+    parser.add_argument("--cpu-jobs", type=int, required=True, help="from a dry run")
+    args = parser.parse_args(argv)
+    config: dict[str, Any] = {}
+    for path in args.configs:
+        config = _merge(config, yaml.safe_load(Path(path).read_text()))
+    print(table(config, H200, gpu_jobs=args.gpu_jobs, cpu_jobs=args.cpu_jobs), end="")
+
+
+def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """Snakemake's configfile merge: mappings merge, everything else replaces."""
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = (
+            _merge(out[k], v)
+            if isinstance(v, dict) and isinstance(out.get(k), dict)
+            else v
+        )
+    return out
+
+
+if __name__ == "__main__":
+    main()

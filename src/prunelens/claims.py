@@ -498,7 +498,8 @@ def load_models(
             reps = []
             for p in pop["predictions"]:
                 with np.load(p) as z:
-                    reps.append(qscore(z["rep"]).q)
+                    # float32: what a reference stores (prunelens.reference)
+                    reps.append(qscore(z["rep"]).q.astype(np.float32))
             q = np.stack(reps)
         out[key] = Models(len(acc), preds=population.preds, acc=acc, q=q)
     return out

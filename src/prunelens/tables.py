@@ -41,29 +41,35 @@ def load_paper(path: str | Path) -> dict[str, Any]:
         return yaml.safe_load(fh)
 
 
-def _acc_stats(metrics: Sequence[str | Path]) -> tuple[int, float, float]:
-    acc = np.array([json.loads(Path(p).read_text())["test_acc"] for p in metrics])
-    std = float(acc.std(ddof=1)) * 100 if len(acc) > 1 else float("nan")
-    return len(acc), float(acc.mean()) * 100, std
+def _models_of(cells: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Per population, its models' predictions and accuracies from files."""
+    from prunelens.bootstrap import Models
+    from prunelens.claims import pop_key
+    from prunelens.pie import load_population
+
+    data = {}
+    for c in cells:
+        acc = [json.loads(Path(p).read_text())["test_acc"] for p in c["metrics"]]
+        data[pop_key(c["method"], c["schedule"], c["sparsity"])] = Models(
+            len(acc),
+            preds=load_population(c["predictions"]).preds,
+            acc=np.array(acc),
+        )
+    return data
 
 
 def _pie_noise(
     cells: Sequence[Mapping[str, Any]],
+    data: Mapping[str, Any],
     tie_break: TieBreak,
     bootstrap_kw: Mapping[str, Any],
 ) -> dict[tuple[str, str, int], dict[str, float]]:
     """Per cell: bootstrap CI of its PIE count, its half-population count and
     its method's noise floor (NaN where the dense population has < 4 models)."""
-    from prunelens.bootstrap import Models, bootstrap
+    from prunelens.bootstrap import bootstrap
     from prunelens.claims import pop_key
-    from prunelens.pie import half_pie_count, load_population, noise_floor
+    from prunelens.pie import half_pie_count, noise_floor
 
-    data = {
-        pop_key(c["method"], c["schedule"], c["sparsity"]): Models(
-            len(c["predictions"]), preds=load_population(c["predictions"]).preds
-        )
-        for c in cells
-    }
     stats = {}
     for c in cells:
         if c["schedule"] != "dense":
@@ -100,6 +106,7 @@ def table1(
     cells: Sequence[Mapping[str, Any]],
     paper: Mapping[str, Any],
     *,
+    data: Mapping[str, Any] | None = None,
     tie_break: TieBreak = "smallest",
     n_resamples: int = 2000,
     confidence: float = 0.95,
@@ -109,14 +116,22 @@ def table1(
 
     ``cells``: one mapping per (method, schedule, sparsity) with ``metrics``
     (metrics.json paths of its models), ``predictions`` (their predictions
-    files) and ``pie`` (its PIE csv, None for the dense row). Accuracy in
+    files) and ``pie`` (its PIE csv, None for the dense row); or, with
+    ``data`` (per population key, :class:`prunelens.bootstrap.Models` with
+    predictions and accuracies, as :mod:`prunelens.reference` stores them),
+    just the cell names, PIEs then counted from the predictions. Accuracy in
     percent, std over models with ddof=1. PIE columns: the count, its
     bootstrap CI over models, the count between a dense half and the
     same-size pruned population (``pie_half``) and the dense half-vs-half
     count of its method (``pie_noise_floor``; README "Claims").
     """
+    from prunelens.claims import pop_key
+    from prunelens.pie import Population, vote_pies
+
+    data = _models_of(cells) if data is None else data
     noise = _pie_noise(
         cells,
+        data,
         tie_break,
         {
             "n_resamples": n_resamples,
@@ -127,19 +142,35 @@ def table1(
     rows = []
     for cell in cells:
         method, schedule, sparsity = cell["method"], cell["schedule"], cell["sparsity"]
-        n, mean, std = _acc_stats(cell["metrics"])
+        models = data[pop_key(method, schedule, sparsity)]
+        acc = np.asarray(models.acc)
+        n, mean = len(acc), float(acc.mean()) * 100
+        std = float(acc.std(ddof=1)) * 100 if n > 1 else float("nan")
         pie = ties = np.nan
         extra = noise[(method, schedule, sparsity)]
+        recount = extra.pop("_pie_point", None)
         if cell.get("pie"):
             votes = pd.read_csv(cell["pie"])
             pie, ties = int(votes["pie"].sum()), int(votes["tie"].sum())
-            recount = extra.pop("_pie_point")
             if recount != pie:  # the PIE file and the predictions disagree
                 raise ValueError(
                     f"{cell['pie']}: {pie} PIEs, but its populations' predictions "
                     f"give {recount:.0f}; rebuild it with "
                     f"`snakemake {cell['pie']} --forcerun vote_pies`"
                 )
+        elif schedule != "dense":
+            n_ex = models.preds.shape[1]
+            votes = vote_pies(
+                Population(
+                    np.arange(n_ex),
+                    np.zeros(n_ex),
+                    data[pop_key(method, "dense", 0)].preds,
+                ),
+                Population(np.arange(n_ex), np.zeros(n_ex), models.preds),
+                n_classes=models.n_classes,
+                tie_break=tie_break,
+            )
+            pie, ties = int(votes["pie"].sum()), int(votes["tie"].sum())
         group = "gmp" if schedule == "dense" else schedule
         ref = paper["table1"].get(f"{method}_{group}", {}).get(sparsity, {})
         rows.append(

@@ -334,6 +334,33 @@ rule fig7:
         "../scripts/fig_pies.py"
 
 
+# The run's evidence in a few MB (README "Fidelity scale"): not part of `all`.
+rule reference:
+    input:
+        claims_inputs,
+    output:
+        arrays="results/reference/arrays.npz",
+        meta="results/reference/meta.json",
+    log:
+        "results/logs/reference.log",
+    conda:
+        "../../envs/prunelens.yaml"
+    params:
+        populations=claims_populations(),
+        settings={
+            "grid": {"methods": config["methods"], "schedules": config["schedules"]},
+            "depth_cells": depth_cells(),
+            "tie_break": config["pie"]["tie_break"],
+            "pd_column": (
+                "pd" if ANALYSIS["depth"]["definition"] == "corti" else "pd_baldock"
+            ),
+            "claims": config["claims"],
+            "seeds": SEEDS,
+        },
+    script:
+        "../scripts/reference.py"
+
+
 rule all_tables:
     input:
         expand(
