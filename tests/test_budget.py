@@ -35,14 +35,14 @@ def test_fidelity_scale_arithmetic(paper_config):
     cfg = _fidelity(paper_config)
     assert len(cfg["seeds"]) >= 8
     assert image_steps(cfg) == {
-        "sup": 24 * 8 * 50_000,
+        "sup": 24 * 6 * 50_000,
         "sup_oneshot": 16 * 1 * 50_000,
         "scl_pretrain": 40 * 2 * 2 * 50_000,
-        "scl_head": 40 * 2 * 50_000,
+        "scl_head": 40 * 1 * 50_000,
         "scl_oneshot": 16 * 1 * 50_000,
     }
     seconds = project(cfg, H200, gpu_jobs=0, cpu_jobs=0)
-    assert round(seconds["sup"], 1) == round(24 * 8 * 50_000 / 51_522, 1)
+    assert round(seconds["sup"], 1) == round(24 * 6 * 50_000 / 51_522, 1)
     assert round(seconds["scl_pretrain"], 1) == round(8e6 / 61_096, 1)
 
 
