@@ -693,7 +693,8 @@ def claims_html(wide: pd.DataFrame, caption: str) -> str:
         .set_caption(caption)
         .set_table_styles(
             [
-                {"selector": "", "props": "border-collapse: collapse; font-size: 90%"},
+                {"selector": "", "props": "border-collapse: collapse; font-size: 80%"},
+                {"selector": "td", "props": "vertical-align: top; min-width: 4em"},
                 {
                     "selector": "td, th",
                     "props": "border: 1px solid #bbb; padding: 3px 6px",
