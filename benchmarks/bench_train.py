@@ -66,14 +66,20 @@ except ImportError:  # not installed: use the checkout this script lives in
 from prunelens import augment  # noqa: E402
 from prunelens.depth import probe_activations, probe_predictions  # noqa: E402
 from prunelens.losses import supcon_loss  # noqa: E402
-from prunelens.models import WideResNetEncoder, build_classifier  # noqa: E402
+from prunelens.models import (  # noqa: E402
+    SupConNetwork,
+    WideResNetEncoder,
+    build_classifier,
+)
 from prunelens.runtime import keep_freed_memory  # noqa: E402
-from prunelens.stacked import StackedClassifier, block_batch_loss  # noqa: E402
+from prunelens.stacked import StackedClassifier  # noqa: E402
 from prunelens.train import (  # noqa: E402
     Normalisation,
-    SupConNetwork,
-    _supcon_batch_loss,
-    _supervised_loss,
+    _ce,
+    _crop_flip,
+    _supcon,
+    _two_views,
+    batch_inputs,
 )
 
 try:  # any failure (missing, or built for another CUDA) means: no torchvision
@@ -441,16 +447,17 @@ def sup_project(
         model = build_classifier(**ARCH).to(b.dev, memory_format=torch.channels_last)
         opt = torch.optim.SGD(model.parameters(), **SGD)
         net = model if compile_mode is None else torch.compile(model, mode=compile_mode)
-        batch_loss = _supervised_loss(net, NORM, SUP_AUG)
+        views = _crop_flip(SUP_AUG)
         gen, batches = _batches(b, n, SUP_BATCH, 0)
 
         def step() -> int:
             idx = next(batches)
-            # the `precision: bf16` switch of prunelens.train.fit
+            x, y = batch_inputs(images, labels, [idx], [gen], views, NORM)
+            # the `precision: bf16` switch of prunelens.train.train
             with torch.autocast(b.dev.type, dtype=torch.bfloat16, enabled=bf16):
-                loss, _ = batch_loss(images[idx], labels[idx], gen)
+                loss, _ = _ce(net, x, y)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            loss.sum().backward()
             opt.step()
             return len(idx)
 
@@ -470,15 +477,17 @@ def scl_project(
         opt = torch.optim.SGD(net.parameters(), **SGD)
         if compile_mode is not None:
             net = torch.compile(net, mode=compile_mode)  # what the batch loss calls
-        batch_loss = _supcon_batch_loss(net, NORM, SCL_HP)
+        views = _two_views(SCL_HP["augment"])
+        objective = _supcon(SCL_HP["temperature"], SCL_HP["base_temperature"])
         gen, batches = _batches(b, n, batch, 0)
 
         def step() -> int:
             idx = next(batches)
+            x, y = batch_inputs(images, labels, [idx], [gen], views, NORM)
             with torch.autocast(b.dev.type, dtype=torch.bfloat16, enabled=bf16):
-                loss, _ = batch_loss(images[idx], labels[idx], gen)
+                loss, _ = objective(net, x, y)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            loss.sum().backward()
             opt.step()
             return 2 * len(idx)
 
@@ -510,17 +519,9 @@ def stacked(
 
         def step() -> int:
             idx = [next(batches) for _, batches in sources]
-            losses, _ = block_batch_loss(
-                net,
-                images,
-                labels,
-                idx,
-                gens,
-                NORM,
-                SUP_AUG,
-                memory_format=fmt,
-                amp_bf16=amp_bf16,
-            )
+            x, y = batch_inputs(images, labels, idx, gens, _crop_flip(SUP_AUG), NORM)
+            with torch.autocast(b.dev.type, torch.bfloat16, enabled=amp_bf16):
+                losses, _ = _ce(net, x.contiguous(memory_format=fmt), y)
             opt.zero_grad(set_to_none=True)
             losses.sum().backward()
             opt.step()
@@ -663,13 +664,14 @@ for split in ("train", "test"):
 np.savez(out / "prepared.npz", classes=np.array(CLASSES), **arrays)
 t0 = time.perf_counter()
 train_supervised(
-    data=out / "prepared.npz", model_out=out / "model.pt",
-    metrics_out=out / "metrics.json", arch={"depth": 16, "width": 2},
+    data=out / "prepared.npz", model_outs=[out / "model.pt"],
+    metrics_outs=[out / "metrics.json"], arch={"depth": 16, "width": 2},
     hp={"epochs": 1, "batch_size": 128, "lr": 0.1, "momentum": 0.9,
         "nesterov": False, "weight_decay": 5e-4, "milestones": [],
         "augment": {"padding": 4, "hflip": True, "vflip": True}},
     norm={"mean": [0.5] * 3, "std": [0.25] * 3}, gmp=None, sparsity=0,
-    seed=0, schedule="dense", device=device, threads=1, eval_batch_size=256,
+    seeds=[0], schedule="dense",
+    settings={"device": device, "threads": 1, "eval_batch_size": 256},
 )
 status = Path("/proc/self/status").read_text().split("VmHWM:")[1].split()[0]
 print(json.dumps({"maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
