@@ -1044,8 +1044,10 @@ def concurrent_processes(b: Bench, procs: list[int], modes: list[str]) -> None:
 # ------------------------------------------------------------------ report
 
 
-def paper_image_steps() -> tuple[float, str]:
-    """Training image-steps of the paper grid in config.yaml, with the formula."""
+def paper_image_steps() -> tuple[dict[str, float], str]:
+    """Training image-steps of the paper grid in config.yaml per kind of step
+    (``ce``: Sup, the SCL heads and all One-Shot fine-tunes; ``supcon``: SCL
+    pre-training's image-views), with the formula."""
     import yaml  # only here: measuring needs no YAML parser
 
     c = yaml.safe_load((REPO / "config.yaml").read_text())
@@ -1056,7 +1058,8 @@ def paper_image_steps() -> tuple[float, str]:
     sup = seeds * n * (sup_cells * c["sup"]["epochs"] + sp * one)
     pre, head = c["scl"]["pretrain"]["epochs"], c["scl"]["head"]["epochs"]
     # The head trains on a frozen encoder: forward only, ~1/3 of a full step.
-    scl = seeds * n * (scl_cells * (2 * pre + head / 3) + sp * one)
+    scl_ce = seeds * n * (scl_cells * head / 3 + sp * one)
+    supcon = seeds * n * scl_cells * 2 * pre
     formula = (
         f"seeds x N x [Sup: (1 + {sp} GMP) x {c['sup']['epochs']} + {sp} x {one} "
         f"One-Shot] + seeds x N x [SCL: (1 + {sp} GMP + {sp} dGMP) x (2 views x "
@@ -1064,7 +1067,7 @@ def paper_image_steps() -> tuple[float, str]:
         f"{seeds}, N = 50,000; the head counts 1/3 (forward through the frozen "
         "encoder only)"
     )
-    return float(sup + scl), formula
+    return {"ce": float(sup + scl_ce), "supcon": float(supcon)}, formula
 
 
 def _newest(files: list[Path]) -> dict[str, tuple[Path, dict[str, Any]]]:
@@ -1156,9 +1159,10 @@ def write_report(dirs: list[Path], dest: Path) -> None:
     cpu = newest.get("cpu", (None, None))[1]
     gpu = newest.get("cuda", (None, None))[1]
     try:
-        steps, formula = paper_image_steps()
+        by_kind, formula = paper_image_steps()
+        steps: float | None = sum(by_kind.values())
     except ImportError:
-        steps, formula = None, "needs pyyaml to read config.yaml"
+        by_kind, steps, formula = {}, None, "needs pyyaml to read config.yaml"
 
     def rows_of(d: dict[str, Any] | None) -> list[dict[str, Any]]:
         return d["rows"] if d else []
@@ -1187,8 +1191,17 @@ def write_report(dirs: list[Path], dest: Path) -> None:
         paths = ("sup/project", "sup/stacked", "switch/", "sup/procs")
         return max((v for v in (val(d, p) for p in paths) if v), default=None)
 
-    best_gpu = fastest(gpu)
-    hours = steps / best_gpu / 3600 if steps and best_gpu else None
+    def project(d: dict[str, Any] | None) -> tuple[float, float, float] | None:
+        """Hours of CE steps at the best Sup rate plus SupCon image-views at
+        the best SCL pre-training rate: each kind at its own measured rate."""
+        ce, scl = fastest(d), val(d, "scl/project")
+        if not (by_kind and ce and scl):
+            return None
+        h_ce, h_scl = by_kind["ce"] / ce / 3600, by_kind["supcon"] / scl / 3600
+        return h_ce + h_scl, h_ce, h_scl
+
+    gpu_hours = project(gpu)
+    hours = gpu_hours[0] if gpu_hours else None
     rss = {k: val(d, "rss/") for k, (_, d) in newest.items()}
     lines = [
         "# Benchmarks",
@@ -1228,20 +1241,28 @@ def write_report(dirs: list[Path], dest: Path) -> None:
         lines += [
             f"Training image-steps: **{steps / 1e9:.2f}e9** = {formula}.",
             "",
-            "Projected at the best measured Sup training throughput (one model "
-            "or the aggregate of a stack; SCL steps are assumed to cost the same "
-            "per image-view, since the encoder dominates):",
+            f"Projected per kind of step at its own best measured rate: "
+            f"{by_kind['ce'] / 1e9:.2f}e9 cross-entropy steps (Sup, SCL heads, "
+            "One-Shot fine-tunes) at the best Sup training throughput (one model "
+            f"or a stack's aggregate) and {by_kind['supcon'] / 1e9:.2f}e9 SupCon "
+            "image-views at the best SCL pre-training throughput (one model: "
+            "stacked SCL pre-training is implemented but not measured on a GPU).",
+            "",
+            "No GPU was at hand for the one-loop refactor (issue 12): the GPU "
+            "rates below are the earlier H200 measurements, not re-measured.",
             "",
         ]
         for dev, d in (("cpu", cpu), ("cuda", gpu)):
-            best = fastest(d)
+            got = project(d)
             unit = "GPU-hours" if dev == "cuda" else "hours of one CPU job"
             lines.append(
                 f"* {dev}: "
                 + (
                     "not measured yet"
-                    if best is None
-                    else f"{best:,.0f} img/s -> {steps / best / 3600:,.1f} {unit}"
+                    if got is None
+                    else f"CE {fastest(d):,.0f} img/s -> {got[1]:,.1f} h, SupCon "
+                    f"{val(d, 'scl/project'):,.0f} views/s -> {got[2]:,.1f} h: "
+                    f"{got[0]:,.1f} {unit}"
                 )
             )
     else:
