@@ -1051,19 +1051,28 @@ def paper_image_steps() -> tuple[dict[str, float], str]:
     import yaml  # only here: measuring needs no YAML parser
 
     c = yaml.safe_load((REPO / "config.yaml").read_text())
-    seeds, sp, n = len(c["seeds"]), len(c["sparsities"]), 50_000
-    sup_cells = 1 + sp * ("gmp" in c["schedules"]["sup"])
-    scl_cells = 1 + sp * sum(s in c["schedules"]["scl"] for s in ("gmp", "delayed_gmp"))
+    seeds, n = len(c["seeds"]), 50_000
+    sch = c["schedules"]  # per method and schedule, its sparsities
+
+    def count(method: str, schedule: str) -> int:
+        return len(sch[method].get(schedule) or [])
+
+    sg, so = count("sup", "gmp"), count("sup", "oneshot")
+    cg, cd, co = (
+        count("scl", "gmp"),
+        count("scl", "delayed_gmp"),
+        count("scl", "oneshot"),
+    )
     one = c["oneshot"]["epochs"]
-    sup = seeds * n * (sup_cells * c["sup"]["epochs"] + sp * one)
+    sup = seeds * n * ((1 + sg) * c["sup"]["epochs"] + so * one)
     pre, head = c["scl"]["pretrain"]["epochs"], c["scl"]["head"]["epochs"]
     # The head trains on a frozen encoder: forward only, ~1/3 of a full step.
-    scl_ce = seeds * n * (scl_cells * head / 3 + sp * one)
-    supcon = seeds * n * scl_cells * 2 * pre
+    scl_ce = seeds * n * ((1 + cg + cd) * head / 3 + co * one)
+    supcon = seeds * n * (1 + cg + cd) * 2 * pre
     formula = (
-        f"seeds x N x [Sup: (1 + {sp} GMP) x {c['sup']['epochs']} + {sp} x {one} "
-        f"One-Shot] + seeds x N x [SCL: (1 + {sp} GMP + {sp} dGMP) x (2 views x "
-        f"{pre} + {head} head epochs / 3) + {sp} x {one} One-Shot], seeds = "
+        f"seeds x N x [Sup: (1 + {sg} GMP) x {c['sup']['epochs']} + {so} x {one} "
+        f"One-Shot] + seeds x N x [SCL: (1 + {cg} GMP + {cd} dGMP) x (2 views x "
+        f"{pre} + {head} head epochs / 3) + {co} x {one} One-Shot], seeds = "
         f"{seeds}, N = 50,000; the head counts 1/3 (forward through the frozen "
         "encoder only)"
     )
