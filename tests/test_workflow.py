@@ -288,7 +288,7 @@ def test_a_block_of_seeds_trains_in_one_job_and_matches_the_per_seed_models(
         for s in (0, 1)
     ]
     dry = run_snakemake(tmp_path, "-n", *scl, configfiles=files)
-    assert _job_counts(dry.stdout + dry.stderr) == {
+    assert job_counts(dry.stdout + dry.stderr) == {
         "prepare_cifar10": 1,
         "train_supervised_seeds0_1": 1,
         "pretrain_supcon_seeds0_1": 2,
