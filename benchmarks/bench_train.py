@@ -66,14 +66,20 @@ except ImportError:  # not installed: use the checkout this script lives in
 from prunelens import augment  # noqa: E402
 from prunelens.depth import probe_activations, probe_predictions  # noqa: E402
 from prunelens.losses import supcon_loss  # noqa: E402
-from prunelens.models import WideResNetEncoder, build_classifier  # noqa: E402
+from prunelens.models import (  # noqa: E402
+    SupConNetwork,
+    WideResNetEncoder,
+    build_classifier,
+)
 from prunelens.runtime import keep_freed_memory  # noqa: E402
-from prunelens.stacked import StackedClassifier, block_batch_loss  # noqa: E402
+from prunelens.stacked import StackedClassifier  # noqa: E402
 from prunelens.train import (  # noqa: E402
     Normalisation,
-    SupConNetwork,
-    _supcon_batch_loss,
-    _supervised_loss,
+    _ce,
+    _crop_flip,
+    _supcon,
+    _two_views,
+    batch_inputs,
 )
 
 try:  # any failure (missing, or built for another CUDA) means: no torchvision
@@ -441,16 +447,17 @@ def sup_project(
         model = build_classifier(**ARCH).to(b.dev, memory_format=torch.channels_last)
         opt = torch.optim.SGD(model.parameters(), **SGD)
         net = model if compile_mode is None else torch.compile(model, mode=compile_mode)
-        batch_loss = _supervised_loss(net, NORM, SUP_AUG)
+        views = _crop_flip(SUP_AUG)
         gen, batches = _batches(b, n, SUP_BATCH, 0)
 
         def step() -> int:
             idx = next(batches)
-            # the `precision: bf16` switch of prunelens.train.fit
+            x, y = batch_inputs(images, labels, [idx], [gen], views, NORM)
+            # the `precision: bf16` switch of prunelens.train.train
             with torch.autocast(b.dev.type, dtype=torch.bfloat16, enabled=bf16):
-                loss, _ = batch_loss(images[idx], labels[idx], gen)
+                loss, _ = _ce(net, x, y)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            loss.sum().backward()
             opt.step()
             return len(idx)
 
@@ -470,15 +477,17 @@ def scl_project(
         opt = torch.optim.SGD(net.parameters(), **SGD)
         if compile_mode is not None:
             net = torch.compile(net, mode=compile_mode)  # what the batch loss calls
-        batch_loss = _supcon_batch_loss(net, NORM, SCL_HP)
+        views = _two_views(SCL_HP["augment"])
+        objective = _supcon(SCL_HP["temperature"], SCL_HP["base_temperature"])
         gen, batches = _batches(b, n, batch, 0)
 
         def step() -> int:
             idx = next(batches)
+            x, y = batch_inputs(images, labels, [idx], [gen], views, NORM)
             with torch.autocast(b.dev.type, dtype=torch.bfloat16, enabled=bf16):
-                loss, _ = batch_loss(images[idx], labels[idx], gen)
+                loss, _ = objective(net, x, y)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            loss.sum().backward()
             opt.step()
             return 2 * len(idx)
 
@@ -510,17 +519,9 @@ def stacked(
 
         def step() -> int:
             idx = [next(batches) for _, batches in sources]
-            losses, _ = block_batch_loss(
-                net,
-                images,
-                labels,
-                idx,
-                gens,
-                NORM,
-                SUP_AUG,
-                memory_format=fmt,
-                amp_bf16=amp_bf16,
-            )
+            x, y = batch_inputs(images, labels, idx, gens, _crop_flip(SUP_AUG), NORM)
+            with torch.autocast(b.dev.type, torch.bfloat16, enabled=amp_bf16):
+                losses, _ = _ce(net, x.contiguous(memory_format=fmt), y)
             opt.zero_grad(set_to_none=True)
             losses.sum().backward()
             opt.step()
@@ -663,13 +664,14 @@ for split in ("train", "test"):
 np.savez(out / "prepared.npz", classes=np.array(CLASSES), **arrays)
 t0 = time.perf_counter()
 train_supervised(
-    data=out / "prepared.npz", model_out=out / "model.pt",
-    metrics_out=out / "metrics.json", arch={"depth": 16, "width": 2},
+    data=out / "prepared.npz", model_outs=[out / "model.pt"],
+    metrics_outs=[out / "metrics.json"], arch={"depth": 16, "width": 2},
     hp={"epochs": 1, "batch_size": 128, "lr": 0.1, "momentum": 0.9,
         "nesterov": False, "weight_decay": 5e-4, "milestones": [],
         "augment": {"padding": 4, "hflip": True, "vflip": True}},
     norm={"mean": [0.5] * 3, "std": [0.25] * 3}, gmp=None, sparsity=0,
-    seed=0, schedule="dense", device=device, threads=1, eval_batch_size=256,
+    seeds=[0], schedule="dense",
+    settings={"device": device, "threads": 1, "eval_batch_size": 256},
 )
 status = Path("/proc/self/status").read_text().split("VmHWM:")[1].split()[0]
 print(json.dumps({"maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
@@ -1042,27 +1044,39 @@ def concurrent_processes(b: Bench, procs: list[int], modes: list[str]) -> None:
 # ------------------------------------------------------------------ report
 
 
-def paper_image_steps() -> tuple[float, str]:
-    """Training image-steps of the paper grid in config.yaml, with the formula."""
+def paper_image_steps() -> tuple[dict[str, float], str]:
+    """Training image-steps of the paper grid in config.yaml per kind of step
+    (``ce``: Sup, the SCL heads and all One-Shot fine-tunes; ``supcon``: SCL
+    pre-training's image-views), with the formula."""
     import yaml  # only here: measuring needs no YAML parser
 
     c = yaml.safe_load((REPO / "config.yaml").read_text())
-    seeds, sp, n = len(c["seeds"]), len(c["sparsities"]), 50_000
-    sup_cells = 1 + sp * ("gmp" in c["schedules"]["sup"])
-    scl_cells = 1 + sp * sum(s in c["schedules"]["scl"] for s in ("gmp", "delayed_gmp"))
+    seeds, n = len(c["seeds"]), 50_000
+    sch = c["schedules"]  # per method and schedule, its sparsities
+
+    def count(method: str, schedule: str) -> int:
+        return len(sch[method].get(schedule) or [])
+
+    sg, so = count("sup", "gmp"), count("sup", "oneshot")
+    cg, cd, co = (
+        count("scl", "gmp"),
+        count("scl", "delayed_gmp"),
+        count("scl", "oneshot"),
+    )
     one = c["oneshot"]["epochs"]
-    sup = seeds * n * (sup_cells * c["sup"]["epochs"] + sp * one)
+    sup = seeds * n * ((1 + sg) * c["sup"]["epochs"] + so * one)
     pre, head = c["scl"]["pretrain"]["epochs"], c["scl"]["head"]["epochs"]
     # The head trains on a frozen encoder: forward only, ~1/3 of a full step.
-    scl = seeds * n * (scl_cells * (2 * pre + head / 3) + sp * one)
+    scl_ce = seeds * n * ((1 + cg + cd) * head / 3 + co * one)
+    supcon = seeds * n * (1 + cg + cd) * 2 * pre
     formula = (
-        f"seeds x N x [Sup: (1 + {sp} GMP) x {c['sup']['epochs']} + {sp} x {one} "
-        f"One-Shot] + seeds x N x [SCL: (1 + {sp} GMP + {sp} dGMP) x (2 views x "
-        f"{pre} + {head} head epochs / 3) + {sp} x {one} One-Shot], seeds = "
+        f"seeds x N x [Sup: (1 + {sg} GMP) x {c['sup']['epochs']} + {so} x {one} "
+        f"One-Shot] + seeds x N x [SCL: (1 + {cg} GMP + {cd} dGMP) x (2 views x "
+        f"{pre} + {head} head epochs / 3) + {co} x {one} One-Shot], seeds = "
         f"{seeds}, N = 50,000; the head counts 1/3 (forward through the frozen "
         "encoder only)"
     )
-    return float(sup + scl), formula
+    return {"ce": float(sup + scl_ce), "supcon": float(supcon)}, formula
 
 
 def _newest(files: list[Path]) -> dict[str, tuple[Path, dict[str, Any]]]:
@@ -1154,9 +1168,10 @@ def write_report(dirs: list[Path], dest: Path) -> None:
     cpu = newest.get("cpu", (None, None))[1]
     gpu = newest.get("cuda", (None, None))[1]
     try:
-        steps, formula = paper_image_steps()
+        by_kind, formula = paper_image_steps()
+        steps: float | None = sum(by_kind.values())
     except ImportError:
-        steps, formula = None, "needs pyyaml to read config.yaml"
+        by_kind, steps, formula = {}, None, "needs pyyaml to read config.yaml"
 
     def rows_of(d: dict[str, Any] | None) -> list[dict[str, Any]]:
         return d["rows"] if d else []
@@ -1185,8 +1200,17 @@ def write_report(dirs: list[Path], dest: Path) -> None:
         paths = ("sup/project", "sup/stacked", "switch/", "sup/procs")
         return max((v for v in (val(d, p) for p in paths) if v), default=None)
 
-    best_gpu = fastest(gpu)
-    hours = steps / best_gpu / 3600 if steps and best_gpu else None
+    def project(d: dict[str, Any] | None) -> tuple[float, float, float] | None:
+        """Hours of CE steps at the best Sup rate plus SupCon image-views at
+        the best SCL pre-training rate: each kind at its own measured rate."""
+        ce, scl = fastest(d), val(d, "scl/project")
+        if not (by_kind and ce and scl):
+            return None
+        h_ce, h_scl = by_kind["ce"] / ce / 3600, by_kind["supcon"] / scl / 3600
+        return h_ce + h_scl, h_ce, h_scl
+
+    gpu_hours = project(gpu)
+    hours = gpu_hours[0] if gpu_hours else None
     rss = {k: val(d, "rss/") for k, (_, d) in newest.items()}
     lines = [
         "# Benchmarks",
@@ -1226,20 +1250,28 @@ def write_report(dirs: list[Path], dest: Path) -> None:
         lines += [
             f"Training image-steps: **{steps / 1e9:.2f}e9** = {formula}.",
             "",
-            "Projected at the best measured Sup training throughput (one model "
-            "or the aggregate of a stack; SCL steps are assumed to cost the same "
-            "per image-view, since the encoder dominates):",
+            f"Projected per kind of step at its own best measured rate: "
+            f"{by_kind['ce'] / 1e9:.2f}e9 cross-entropy steps (Sup, SCL heads, "
+            "One-Shot fine-tunes) at the best Sup training throughput (one model "
+            f"or a stack's aggregate) and {by_kind['supcon'] / 1e9:.2f}e9 SupCon "
+            "image-views at the best SCL pre-training throughput (one model: "
+            "stacked SCL pre-training is implemented but not measured on a GPU).",
+            "",
+            "No GPU was at hand for the one-loop refactor (issue 12): the GPU "
+            "rates below are the earlier H200 measurements, not re-measured.",
             "",
         ]
         for dev, d in (("cpu", cpu), ("cuda", gpu)):
-            best = fastest(d)
+            got = project(d)
             unit = "GPU-hours" if dev == "cuda" else "hours of one CPU job"
             lines.append(
                 f"* {dev}: "
                 + (
                     "not measured yet"
-                    if best is None
-                    else f"{best:,.0f} img/s -> {steps / best / 3600:,.1f} {unit}"
+                    if got is None
+                    else f"CE {fastest(d):,.0f} img/s -> {got[1]:,.1f} h, SupCon "
+                    f"{val(d, 'scl/project'):,.0f} views/s -> {got[2]:,.1f} h: "
+                    f"{got[0]:,.1f} {unit}"
                 )
             )
     else:

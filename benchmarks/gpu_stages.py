@@ -69,65 +69,67 @@ def hp(section: dict, **over) -> dict:
 
 
 def sup(data: Path, out: Path, device: str, epochs: int, batch: int) -> dict:
-    return train_supervised(
+    (metrics,) = train_supervised(
         data=data,
-        model_out=out / "model.pt",
-        metrics_out=out / "metrics.json",
+        model_outs=[out / "model.pt"],
+        metrics_outs=[out / "metrics.json"],
         arch=ARCH,
         hp=hp(CFG["sup"], epochs=epochs, batch_size=batch, lr=0.05, milestones=[]),
         norm=NORM,
         gmp=None,
         sparsity=0,
-        seed=0,
+        seeds=[0],
         schedule="dense",
-        device=device,
+        settings={"device": device},
     )
+    return metrics
 
 
 def scl(data: Path, out: Path, device: str, epochs: int, batch: int) -> dict:
-    pre = pretrain_supcon(
+    (pre,) = pretrain_supcon(
         data=data,
-        encoder_out=out / "encoder.pt",
+        encoder_outs=[out / "encoder.pt"],
         arch=ARCH,
         hp=hp(CFG["scl"]["pretrain"], epochs=epochs, batch_size=batch),
         norm=NORM,
         gmp=None,
         sparsity=0,
-        seed=0,
+        seeds=[0],
         schedule="dense",
-        device=device,
+        settings={"device": device},
     )
-    head = fit_linear_head(
+    (head,) = fit_linear_head(
         data=data,
-        encoder=out / "encoder.pt",
-        model_out=out / "model.pt",
-        metrics_out=out / "metrics.json",
+        encoders=[out / "encoder.pt"],
+        model_outs=[out / "model.pt"],
+        metrics_outs=[out / "metrics.json"],
         hp=hp(CFG["scl"]["head"], epochs=epochs, batch_size=256, milestones=[]),
         augment_cfg=CFG["sup"]["augment"],
         norm=NORM,
         gmp=None,
         sparsity=0,
-        seed=0,
+        seeds=[0],
         schedule="dense",
-        device=device,
+        settings={"device": device},
     )
     return {"pretrain": pre, "head": head}
 
 
 def oneshot(data: Path, dense: Path, out: Path, device: str, epochs: int) -> dict:
-    return oneshot_finetune(
+    (metrics,) = oneshot_finetune(
         data=data,
-        dense_model=dense,
-        model_out=out / "model.pt",
-        metrics_out=out / "metrics.json",
+        dense_models=[dense],
+        model_outs=[out / "model.pt"],
+        metrics_outs=[out / "metrics.json"],
         hp=hp(CFG["oneshot"], epochs=epochs),
         augment_cfg=CFG["sup"]["augment"],
         norm=NORM,
         method="sup",
         sparsity=90,
-        seed=0,
-        device=device,
+        seeds=[0],
+        settings={"device": device},
     )
+    return metrics
 
 
 def weights_diff(a: Path, b: Path) -> float:

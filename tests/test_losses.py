@@ -213,3 +213,21 @@ def test_cuda_checks_sync_the_host_once() -> None:
         torch.cuda.set_sync_debug_mode("default")
     syncs = [w for w in caught if "synchroniz" in str(w.message)]
     assert len(syncs) == 1, [str(w.message) for w in syncs]
+
+
+def test_logits_stay_float32_under_bf16_autocast():
+    """Autocast would run the similarity matmul in bf16; the loss and its
+    gradient must equal the float32 ones (up to float32 rounding)."""
+    torch.manual_seed(0)
+    feats = torch.nn.functional.normalize(torch.randn(256, 2, 128), dim=2)
+    labels = torch.randint(0, 10, (256,))
+    a = feats.clone().requires_grad_(True)
+    want = supcon_loss(a, labels)
+    (grad_want,) = torch.autograd.grad(want, a)
+    b = feats.clone().requires_grad_(True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = supcon_loss(b, labels)
+    (grad_got,) = torch.autograd.grad(got, b)
+    assert got.dtype == torch.float32
+    assert float((got - want).abs() / want.abs()) <= 1e-6
+    assert float((grad_got - grad_want).norm() / grad_want.norm()) <= 1e-5

@@ -47,6 +47,7 @@ HEAD = {
     "cosine_eta_min": 1e-4,
 }
 AUG = {"padding": 4, "hflip": True, "vflip": True}
+CPU = {"device": "cpu"}
 # Delayed GMP: nothing before step 6 (epoch 2), target reached at step 14.
 DELAYED = {"begin": 6, "end": 14, "frequency": 2, "scope": "layerwise"}
 
@@ -65,17 +66,17 @@ def test_reference_lr_schedules():
 @pytest.fixture(scope="module")
 def delayed_encoder(prepared, tmp_path_factory):
     out = tmp_path_factory.mktemp("scl") / "encoder.pt"
-    state = pretrain_supcon(
+    (state,) = pretrain_supcon(
         data=prepared,
-        encoder_out=out,
+        encoder_outs=[out],
         arch=ARCH,
         hp=PRETRAIN,
         norm=NORM,
         gmp=DELAYED,
         sparsity=80,
-        seed=3,
+        seeds=[3],
         schedule="delayed_gmp",
-        device="cpu",
+        settings=CPU,
     )
     return out, state
 
@@ -93,19 +94,19 @@ def test_delayed_gmp_starts_late_and_reaches_its_target(delayed_encoder):
 
 def test_linear_head_leaves_the_encoder_untouched(prepared, delayed_encoder, tmp_path):
     encoder_path, _ = delayed_encoder
-    metrics = fit_linear_head(
+    (metrics,) = fit_linear_head(
         data=prepared,
-        encoder=encoder_path,
-        model_out=tmp_path / "model.pt",
-        metrics_out=tmp_path / "metrics.json",
+        encoders=[encoder_path],
+        model_outs=[tmp_path / "model.pt"],
+        metrics_outs=[tmp_path / "metrics.json"],
         hp=HEAD,
         augment_cfg=AUG,
         norm=NORM,
         gmp={"begin": 1, "end": 10, "frequency": 1, "scope": "layerwise"},
         sparsity=80,
-        seed=3,
+        seeds=[3],
         schedule="delayed_gmp",
-        device="cpu",
+        settings=CPU,
     )
     model, _ = load_model(tmp_path / "model.pt")
     before = torch.load(encoder_path, weights_only=False)["state_dict"]
@@ -120,45 +121,45 @@ def test_scl_oneshot_prunes_encoder_and_head_together(prepared, tmp_path):
     enc = tmp_path / "encoder.pt"
     pretrain_supcon(
         data=prepared,
-        encoder_out=enc,
+        encoder_outs=[enc],
         arch=ARCH,
         hp={**PRETRAIN, "epochs": 1},
         norm=NORM,
         gmp=None,
         sparsity=0,
-        seed=1,
+        seeds=[1],
         schedule="dense",
-        device="cpu",
+        settings=CPU,
     )
     dense = tmp_path / "dense"
     fit_linear_head(
         data=prepared,
-        encoder=enc,
-        model_out=dense / "model.pt",
-        metrics_out=dense / "metrics.json",
+        encoders=[enc],
+        model_outs=[dense / "model.pt"],
+        metrics_outs=[dense / "metrics.json"],
         hp={**HEAD, "epochs": 1},
         augment_cfg=AUG,
         norm=NORM,
         gmp=None,
         sparsity=0,
-        seed=1,
+        seeds=[1],
         schedule="dense",
-        device="cpu",
+        settings=CPU,
     )
     out = tmp_path / "oneshot"
     sgd = {k: HEAD[k] for k in ("batch_size", "momentum", "weight_decay")}
-    metrics = oneshot_finetune(
+    (metrics,) = oneshot_finetune(
         data=prepared,
-        dense_model=dense / "model.pt",
-        model_out=out / "model.pt",
-        metrics_out=out / "metrics.json",
+        dense_models=[dense / "model.pt"],
+        model_outs=[out / "model.pt"],
+        metrics_outs=[out / "metrics.json"],
         hp={**sgd, "epochs": 1, "lr": 1e-3, "nesterov": True},
         augment_cfg=AUG,
         norm=NORM,
         method="scl",
         sparsity=90,
-        seed=1,
-        device="cpu",
+        seeds=[1],
+        settings=CPU,
     )
     model, meta = load_model(out / "model.pt")
     assert meta["method"] == "scl"
@@ -179,18 +180,17 @@ def test_supcon_pretraining_losses_agree_on_cpu_and_gpu(prepared, tmp_path, prec
     """Same seed, same augmentations (CPU generator): the same loss curve."""
     losses = {}
     for dev in ("cpu", "cuda"):
-        state = pretrain_supcon(
+        (state,) = pretrain_supcon(
             data=prepared,
-            encoder_out=tmp_path / dev / "encoder.pt",
+            encoder_outs=[tmp_path / dev / "encoder.pt"],
             arch=ARCH,
             hp={**PRETRAIN, "epochs": 2},
             norm=NORM,
             gmp=None,
             sparsity=0,
-            seed=3,
+            seeds=[3],
             schedule="dense",
-            device=dev,
-            precision=precision,
+            settings={"device": dev, "precision": precision},
         )
         losses[dev] = [row["loss"] for row in state["history"]]
     # fp32 differs in summation order only (measured on an H200: 5e-4 after

@@ -430,13 +430,15 @@ def test_a_dry_run_of_the_paper_grid_needs_no_slurm_and_groups_short_jobs(
     slurm_jobs = len(groups) + len([r for r in ungrouped if not r.startswith("all")])
     print(f"paper grid: {n_jobs - 1} jobs ungrouped, {slurm_jobs} Slurm jobs grouped")
     models = int(stats["train_supervised"]) + int(stats["pretrain_supcon"])
-    assert groups.count("model") == models == 420
-    assert groups.count("population") == int(stats["predict"]) == 22
+    # the per-schedule grid of config.yaml: 30 seeds x (Sup 1 + 6 GMP, SCL
+    # 1 + 6 GMP + 4 delayed GMP) models, 13 + 17 populations
+    assert groups.count("model") == models == 540
+    assert groups.count("population") == int(stats["predict"]) == 30
     assert groups.count("report") == 1
     assert set(ungrouped) == {"all", "prepare_cifar10"}, (
         "add the new rule to a group in profiles/slurm/profile.yaml"
     )
-    assert slurm_jobs == 444
+    assert slurm_jobs == 572
     assert slurm_jobs < 0.5 * n_jobs
 
 

@@ -52,7 +52,6 @@ from prunelens.stacked import (
     prune_stacked,
     stacked_prune_targets,
     stacked_sparsity,
-    train_supervised_block,
 )
 from prunelens.train import train_supervised
 
@@ -88,7 +87,9 @@ def _assert_same_state(a: Classifier, b: Classifier) -> None:
         assert torch.equal(sa[name], sb[name]), name
 
 
-def _common(prepared: Path, sparsity: int, hp: dict[str, Any]) -> dict[str, Any]:
+def _common(
+    prepared: Path, sparsity: int, hp: dict[str, Any], precision: str = "fp32"
+) -> dict[str, Any]:
     return dict(
         data=prepared,
         arch=ARCH,
@@ -97,32 +98,29 @@ def _common(prepared: Path, sparsity: int, hp: dict[str, Any]) -> dict[str, Any]
         gmp=GMP if sparsity else None,
         sparsity=sparsity,
         schedule="gmp" if sparsity else "dense",
-        device="cpu",
-        threads=1,
+        settings={"device": "cpu", "threads": 1, "precision": precision},
     )
+
+
+def _outs(out: Path, seeds: list[int]) -> dict[str, Any]:
+    return {
+        "seeds": seeds,
+        "model_outs": [out / f"seed{s}" / "model.pt" for s in seeds],
+        "metrics_outs": [out / f"seed{s}" / "metrics.json" for s in seeds],
+    }
 
 
 def _block(
     prepared: Path, out: Path, seeds: list[int], sparsity: int, hp: dict[str, Any]
 ) -> list[dict[str, Any]]:
-    return train_supervised_block(
-        seeds=seeds,
-        model_outs=[out / f"seed{s}" / "model.pt" for s in seeds],
-        metrics_outs=[out / f"seed{s}" / "metrics.json" for s in seeds],
-        **_common(prepared, sparsity, hp),
-    )
+    return train_supervised(**_outs(out, seeds), **_common(prepared, sparsity, hp))
 
 
 def _solo(
     prepared: Path, out: Path, seeds: list[int], sparsity: int, hp: dict[str, Any]
 ) -> None:
     for s in seeds:
-        train_supervised(
-            model_out=out / f"seed{s}" / "model.pt",
-            metrics_out=out / f"seed{s}" / "metrics.json",
-            seed=s,
-            **_common(prepared, sparsity, hp),
-        )
+        train_supervised(**_outs(out, [s]), **_common(prepared, sparsity, hp))
 
 
 def _flat(model: Classifier) -> torch.Tensor:
@@ -228,7 +226,7 @@ def test_per_model_pruning_equals_pruning_each_model(scope):
         for part, (m, n) in zip(masks, singles, strict=True):
             want = getattr(m, f"{n}_mask")
             assert torch.equal(part.view_as(want), want)
-    assert stacked_sparsity(stacked) == [measured_sparsity(m) for m in models]
+    assert stacked_sparsity(stacked, 3) == [measured_sparsity(m) for m in models]
     make_permanent(stacked)
     for m, back in zip(models, stacked.unstack(), strict=True):
         make_permanent(m)
@@ -295,48 +293,38 @@ def test_block_equals_solo_runs_in_float32(prepared, tmp_path, sparsity):
 def test_bf16_block_on_cpu_stays_close_to_its_solo_runs(prepared, tmp_path):
     """bf16 autocast works for the stack on a CPU as for one model; rounding
     differs (grouped versus plain convolutions), so only the losses compare."""
-    common = _common(prepared, 0, {**HP, "epochs": 1})
-    block = train_supervised_block(
-        seeds=SEEDS[:2],
-        model_outs=[tmp_path / f"b{s}" / "model.pt" for s in SEEDS[:2]],
-        metrics_outs=[tmp_path / f"b{s}" / "metrics.json" for s in SEEDS[:2]],
-        precision="bf16",
-        **common,
-    )
+    common = _common(prepared, 0, {**HP, "epochs": 1}, precision="bf16")
+    block = train_supervised(**_outs(tmp_path / "b", SEEDS[:2]), **common)
     for seed, got in zip(SEEDS[:2], block, strict=True):
-        solo = train_supervised(
-            seed=seed,
-            model_out=tmp_path / f"s{seed}" / "model.pt",
-            metrics_out=tmp_path / f"s{seed}" / "metrics.json",
-            precision="bf16",
-            **common,
-        )
+        (solo,) = train_supervised(**_outs(tmp_path / "s", [seed]), **common)
         assert got["history"][0]["loss"] == pytest.approx(
             solo["history"][0]["loss"], rel=2e-2
         )
     with pytest.raises(ValueError, match="precision"):
-        train_supervised_block(
-            seeds=[0],
-            model_outs=[tmp_path / "x.pt"],
-            metrics_outs=[tmp_path / "x.json"],
-            precision="fp16",
-            **common,
+        train_supervised(
+            **_outs(tmp_path / "x", [0]),
+            **_common(prepared, 0, HP, precision="fp16"),
         )
 
 
-def test_checkpoint_of_another_block_is_refused(prepared, tmp_path):
+def test_checkpoint_of_another_block_is_set_aside(prepared, tmp_path, caplog):
+    # issue 13: a resume file of other seeds is not resumed (nor an error):
+    # it is moved aside and the block starts afresh
     (tmp_path / "seed0").mkdir()
-    torch.save({"seeds": [9]}, tmp_path / "seed0" / "resume_block.pt")
-    with pytest.raises(ValueError, match="belongs to seeds"):
-        _block(prepared, tmp_path, [0], 0, HP)
+    torch.save({"fingerprint": "of seeds [9]"}, tmp_path / "seed0" / "resume.pt")
+    with caplog.at_level("WARNING"):
+        (metrics,) = _block(prepared, tmp_path, [0], 0, {**HP, "epochs": 1})
+    assert metrics["epochs"] == 1
+    assert "other settings" in caplog.text
+    assert (tmp_path / "seed0" / "resume.stale.pt").exists()
     with pytest.raises(ValueError, match="distinct"):
         _block(prepared, tmp_path, [1, 1], 0, HP)
 
 
 _CHILD = """
 import json, sys
-from prunelens.stacked import train_supervised_block
-train_supervised_block(**json.loads(sys.argv[1]))
+from prunelens.train import train_supervised
+train_supervised(**json.loads(sys.argv[1]))
 """
 
 
@@ -347,17 +335,11 @@ def test_killed_block_resumes_to_identical_weights(prepared, tmp_path):
     _block(prepared, tmp_path / "straight", seeds, 70, hp)
 
     out = tmp_path / "resumed"
-    kw = {
-        "seeds": seeds,
-        "model_outs": [str(out / f"seed{s}" / "model.pt") for s in seeds],
-        "metrics_outs": [str(out / f"seed{s}" / "metrics.json") for s in seeds],
-        **{
-            k: str(v) if isinstance(v, Path) else v
-            for k, v in _common(prepared, 70, hp).items()
-        },
-    }
+    kw = json.loads(
+        json.dumps({**_outs(out, seeds), **_common(prepared, 70, hp)}, default=str)
+    )
     child = subprocess.Popen([sys.executable, "-c", _CHILD, json.dumps(kw)])
-    ckpt = out / f"seed{seeds[0]}" / "resume_block.pt"
+    ckpt = out / f"seed{seeds[0]}" / "resume.pt"
     deadline = time.monotonic() + 120
     while not ckpt.exists() and child.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -387,29 +369,28 @@ def test_block_trains_and_resumes_on_cuda(prepared, tmp_path, monkeypatch):
 
     cuDNN's backward is not deterministic, so the weights are not compared.
     """
-    import prunelens.stacked as stacked_mod
+    import prunelens.train as stacked_mod
 
-    kw = {**_common(prepared, 70, HP), "device": "cuda", "precision": "bf16"}
-    paths = {
-        "seeds": SEEDS[:2],
-        "model_outs": [tmp_path / f"seed{s}" / "model.pt" for s in SEEDS[:2]],
-        "metrics_outs": [tmp_path / f"seed{s}" / "metrics.json" for s in SEEDS[:2]],
+    kw = {
+        **_common(prepared, 70, HP),
+        "settings": {"device": "cuda", "precision": "bf16"},
     }
+    paths = _outs(tmp_path, SEEDS[:2])
     calls = []
     real = stacked_mod.stacked_sparsity
 
-    def fail_in_epoch_two(model):
+    def fail_in_epoch_two(model, k):
         calls.append(1)
         if len(calls) == 2:
             raise InterruptedError("stop")  # after epoch 1's checkpoint
-        return real(model)
+        return real(model, k)
 
     monkeypatch.setattr(stacked_mod, "stacked_sparsity", fail_in_epoch_two)
     with pytest.raises(InterruptedError, match="stop"):
-        train_supervised_block(**paths, **kw)
-    assert (tmp_path / f"seed{SEEDS[0]}" / "resume_block.pt").exists()
+        train_supervised(**paths, **kw)
+    assert (tmp_path / f"seed{SEEDS[0]}" / "resume.pt").exists()
     monkeypatch.setattr(stacked_mod, "stacked_sparsity", real)
-    metrics = train_supervised_block(**paths, **kw)
+    metrics = train_supervised(**paths, **kw)
     for m in metrics:
         assert m["device"].startswith("cuda")
         assert len(m["history"]) == HP["epochs"]

@@ -31,27 +31,34 @@ HP = {
 }
 
 
-def _kwargs(prepared: Path, out: Path, **over):
+def _kwargs(
+    prepared: Path, out: Path, device: str = "cpu", precision: str = "fp32", **over
+):
     kw = dict(
         data=prepared,
-        model_out=out / "model.pt",
-        metrics_out=out / "metrics.json",
+        model_outs=[out / "model.pt"],
+        metrics_outs=[out / "metrics.json"],
         arch=ARCH,
         hp=HP,
         norm=NORM,
         gmp={"begin": 2, "end": 30, "frequency": 4, "scope": "layerwise"},
         sparsity=70,
-        seed=7,
+        seeds=[7],
         schedule="gmp",
-        device="cpu",
-        threads=1,
+        settings={"device": device, "threads": 1, "precision": precision},
     )
     kw.update(over)
     return kw
 
 
+def _solo(**kw):
+    """One seed's metrics."""
+    (metrics,) = train_supervised(**kw)
+    return metrics
+
+
 def test_gmp_training_reaches_its_sparsity_and_writes_metrics(prepared, tmp_path):
-    metrics = train_supervised(**_kwargs(prepared, tmp_path))
+    metrics = _solo(**_kwargs(prepared, tmp_path))
     assert abs(metrics["sparsity_measured"] - 0.70) <= 0.005
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved["epochs"] == 4
@@ -68,18 +75,18 @@ def test_oneshot_prunes_globally_and_keeps_masks_while_finetuning(prepared, tmp_
     train_supervised(**_kwargs(prepared, dense, sparsity=0, gmp=None, schedule="dense"))
     out = tmp_path / "oneshot"
     hp = {k: v for k, v in HP.items() if k not in ("milestones", "gamma", "augment")}
-    metrics = oneshot_finetune(
+    (metrics,) = oneshot_finetune(
         data=prepared,
-        dense_model=dense / "model.pt",
-        model_out=out / "model.pt",
-        metrics_out=out / "metrics.json",
+        dense_models=[dense / "model.pt"],
+        model_outs=[out / "model.pt"],
+        metrics_outs=[out / "metrics.json"],
         hp={**hp, "epochs": 2, "nesterov": True},
         augment_cfg=HP["augment"],
         norm=NORM,
         method="sup",
         sparsity=90,
-        seed=0,
-        device="cpu",
+        seeds=[0],
+        settings={"device": "cpu"},
     )
     assert abs(metrics["sparsity_measured"] - 0.90) <= 0.005
 
@@ -102,10 +109,7 @@ def test_killed_training_resumes_to_identical_weights(prepared, tmp_path):
     train_supervised(**_kwargs(prepared, straight))
 
     resumed = tmp_path / "resumed"
-    kw = {
-        k: str(v) if isinstance(v, Path) else v
-        for k, v in _kwargs(prepared, resumed).items()
-    }
+    kw = json.loads(json.dumps(_kwargs(prepared, resumed), default=str))
     child = subprocess.Popen([sys.executable, "-c", _CHILD, json.dumps(kw)])
     ckpt = resumed / "resume.pt"
     deadline = time.monotonic() + 120
@@ -115,7 +119,7 @@ def test_killed_training_resumes_to_identical_weights(prepared, tmp_path):
     assert child.wait(timeout=30) == -signal.SIGKILL, "training ended before the kill"
     assert ckpt.exists()
     assert not (resumed / "model.pt").exists()
-    epochs_done = len(torch.load(ckpt, weights_only=False)["history"].epochs)
+    epochs_done = len(torch.load(ckpt, weights_only=False)["histories"][0].epochs)
     assert 1 <= epochs_done < HP["epochs"]
 
     train_supervised(**_kwargs(prepared, resumed))
@@ -131,7 +135,7 @@ def test_killed_training_resumes_to_identical_weights(prepared, tmp_path):
 
 
 def test_bf16_autocast_trains_to_the_same_sparsity(prepared, tmp_path):
-    metrics = train_supervised(**_kwargs(prepared, tmp_path, precision="bf16"))
+    metrics = _solo(**_kwargs(prepared, tmp_path, precision="bf16"))
     assert abs(metrics["sparsity_measured"] - 0.70) <= 0.005
     assert all(np.isfinite(r["loss"]) for r in metrics["history"])
     model, _ = load_model(tmp_path / "model.pt")
@@ -140,33 +144,34 @@ def test_bf16_autocast_trains_to_the_same_sparsity(prepared, tmp_path):
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_fit_resumes_from_a_cuda_checkpoint(prepared, tmp_path):
-    """A checkpoint written on the GPU (generator state included) loads back."""
-    from prunelens.data import load_prepared
-    from prunelens.models import build_classifier
-    from prunelens.train import Normalisation, SGDConfig, _supervised_loss, fit
+def test_training_resumes_from_a_cuda_checkpoint(prepared, tmp_path, monkeypatch):
+    """A resume file written on the GPU (generator state included) loads back."""
+    import prunelens.train as train_mod
 
-    train = load_prepared(prepared, "train")
-    images = torch.from_numpy(train.images).cuda()
-    labels = torch.from_numpy(train.labels).cuda()
+    real = train_mod.save_resume
 
-    def run(epochs: int, ckpt):
-        torch.manual_seed(0)
-        model = build_classifier(**ARCH).cuda()
-        gen = torch.Generator(device="cuda")
-        gen.manual_seed(0)
-        cfg = SGDConfig.from_dict({**HP, "epochs": epochs})
-        loss = _supervised_loss(model, Normalisation.from_dict(NORM), HP["augment"])
-        hist = fit(model, list(model.parameters()), images, labels, cfg, loss,
-                   checkpoint=ckpt, generator=gen, precision="bf16")  # fmt: skip
-        return model, hist
+    def save_then_stop(*args, **kwargs):
+        real(*args, **kwargs)
+        raise InterruptedError("stop")  # after epoch 1's resume file
 
-    ckpt = tmp_path / "resume.pt"
-    _, first = run(1, ckpt)
-    resumed, hist = run(2, ckpt)  # picks up after epoch 1
-    straight, _ = run(2, tmp_path / "other.pt")
-    assert hist.epochs[0] == first.epochs[0]  # epoch 1 came from the checkpoint
-    assert len(hist.epochs) == 2
+    hp = {**HP, "epochs": 2}
+    kw = _kwargs(prepared, tmp_path / "resumed", device="cuda", precision="bf16", hp=hp)
+    monkeypatch.setattr(train_mod, "save_resume", save_then_stop)
+    with pytest.raises(InterruptedError, match="stop"):
+        train_supervised(**kw)
+    ckpt = tmp_path / "resumed" / "resume.pt"
+    first = torch.load(ckpt, weights_only=False)["histories"][0].epochs
+    monkeypatch.setattr(train_mod, "save_resume", real)
+    metrics = _solo(**kw)
+    assert metrics["history"][0] == first[0]  # epoch 1 came from the checkpoint
+    assert len(metrics["history"]) == 2
+    _solo(
+        **_kwargs(
+            prepared, tmp_path / "straight", device="cuda", precision="bf16", hp=hp
+        )
+    )
+    resumed, _ = load_model(tmp_path / "resumed" / "model.pt")
+    straight, _ = load_model(tmp_path / "straight" / "model.pt")
     # cuDNN's backward is not bit-reproducible, so the runs agree only closely
     for a, b in zip(resumed.parameters(), straight.parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=5e-2, atol=5e-2)
@@ -190,7 +195,7 @@ def test_cpu_and_gpu_training_agree_within_float_tolerance(prepared, tmp_path):
     models, metrics = {}, {}
     for dev in ("cpu", "cuda"):
         out = tmp_path / dev
-        metrics[dev] = train_supervised(
+        metrics[dev] = _solo(
             **_kwargs(prepared, out, device=dev, hp=hp, sparsity=0, schedule="dense")
         )
         models[dev] = load_model(out / "model.pt")[0]

@@ -281,6 +281,20 @@ def test_a_block_of_seeds_trains_in_one_job_and_matches_the_per_seed_models(
         "prepare_cifar10": 1,
         "train_supervised_seeds0_1": 1,
     }, dry.stdout
+    # every training stage has its block rule, named by the block's seeds
+    scl = [
+        f"results/models/{m}/{sc}/s50/seed{s}/model.pt"
+        for m, sc in (("scl", "gmp"), ("scl", "oneshot"), ("sup", "oneshot"))
+        for s in (0, 1)
+    ]
+    dry = run_snakemake(tmp_path, "-n", *scl, configfiles=files)
+    assert job_counts(dry.stdout + dry.stderr) == {
+        "prepare_cifar10": 1,
+        "train_supervised_seeds0_1": 1,
+        "pretrain_supcon_seeds0_1": 2,
+        "fit_linear_head_seeds0_1": 2,
+        "prune_oneshot_seeds0_1": 2,
+    }, dry.stdout
     proc = run_snakemake(tmp_path, "-c1", *targets, configfiles=files)
     assert proc.returncode == 0, proc.stderr[-5000:]
     log = tmp_path / "results/logs/train_supervised/sup/dense/s0/seeds0-1.log"

@@ -22,6 +22,7 @@ __all__ = [
     "BasicBlock",
     "Classifier",
     "ProjectionHead",
+    "SupConNetwork",
     "WideResNetEncoder",
     "build_classifier",
     "count_parameters",
@@ -117,6 +118,18 @@ class ProjectionHead(nn.Module):
 
     def forward(self, h: Tensor) -> Tensor:
         return F.normalize(self.net(h), dim=1)
+
+
+class SupConNetwork(nn.Module):
+    """Encoder plus projection head, used only during contrastive pre-training."""
+
+    def __init__(self, encoder: WideResNetEncoder) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.head = ProjectionHead(encoder.dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.encoder(x))
 
 
 class Classifier(nn.Module):

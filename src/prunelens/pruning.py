@@ -127,10 +127,17 @@ class GMP:
                 prune.l1_unstructured(module, name, amount=amount)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"events": self.events}
+        # An event scores ``module.<name>``, the masked weight torch's pruning
+        # hook computed at the last forward pass (before the last optimiser
+        # step), not the current one; a resumed run needs those same tensors
+        # or an event at its first step would score the install-time weights.
+        scored = [getattr(m, n).detach().clone() for m, n in self.targets]
+        return {"events": self.events, "scored": scored}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.events = int(state["events"])
+        for (module, name), w in zip(self.targets, state["scored"], strict=True):
+            setattr(module, name, w.to(getattr(module, f"{name}_orig").device))
 
 
 def install_masks(targets: Iterable[Target]) -> None:

@@ -8,11 +8,12 @@ import logging
 import os
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "as_paths",
     "atomic_path",
     "claim_gpu",
     "keep_freed_memory",
@@ -186,3 +187,10 @@ def keep_freed_memory() -> bool:
         )
     except (OSError, AttributeError):
         return False
+
+
+def as_paths(value: str | Path | Iterable[str | Path]) -> list[str]:
+    """A rule's named input or output as a list of paths (one or many)."""
+    if isinstance(value, str | Path):
+        return [str(value)]
+    return [str(v) for v in value]

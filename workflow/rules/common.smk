@@ -41,9 +41,29 @@ PAPER_TABLES = str(Path(workflow.basedir) / "workflow/resources/paper-tables.yam
 BOOTSTRAP_KEYS = ("n_resamples", "confidence", "random_state")
 # Per method, per schedule, the sparsities trained (config `schedules`).
 GRID = Grid.from_config(config)
-# Blocks of seeds trained together by one Sup job (seeds_per_job > 1).
+# Blocks of seeds trained together by one job of every training stage
+# (seeds_per_job > 1); the other seeds go one per job.
 STACKED_BLOCKS = [b for b in seed_blocks(SEEDS, config["seeds_per_job"]) if len(b) > 1]
 STACKED_SEEDS = [s for b in STACKED_BLOCKS for s in b]
+SOLO_SEED = seed_pattern_excluding(STACKED_SEEDS)
+
+
+def per_seed(pattern, block):
+    """``pattern``'s ``{seed}`` filled in for each seed of a block."""
+    return [pattern.replace("{seed}", str(s)) for s in block]
+
+
+def one_seed(wildcards):
+    """The seeds of a per-seed training job."""
+    return [int(wildcards.seed)]
+
+
+def stage_resources(stage):
+    """The resources a profile or --set-resources gives the per-seed rules of
+    ``stage``; its block rules (named by their seeds, which no profile can
+    know) take the same."""
+    given = workflow.resource_settings.overwrite_resources.get(stage, {})
+    return {k: getattr(given[k], "value", given[k]) for k in given}
 
 
 def cells(method):

@@ -1,22 +1,37 @@
 # Training: Sup from scratch (dense, or GMP during training); SCL as SupCon
 # pre-training (dense, GMP or delayed GMP) then a linear head on the frozen
 # encoder; One-Shot (global magnitude pruning of a dense model, then
-# fine-tuning) for both. Each job checkpoints a resume file beside its outputs
-# every epoch and resumes from it.
+# fine-tuning) for both. Each job checkpoints resume.pt beside its first
+# output every epoch and resumes from it when its settings match.
+#
+# Every stage has a per-seed rule and, with seeds_per_job > 1, one rule per
+# block of seeds (named <stage>_seeds<first>_<last>) whose job trains the
+# block's models together (prunelens.stacked) and writes each seed the files
+# of the per-seed rule. Block rules take the resources that a profile or
+# --set-resources gives their stage's per-seed rule.
+
+SUP_MODEL = "results/models/sup/{schedule}/s{sparsity}/seed{seed}/model.pt"
+SUP_METRICS = "results/models/sup/{schedule}/s{sparsity}/seed{seed}/metrics.json"
+ENCODER = "results/models/scl/{schedule}/s{sparsity}/seed{seed}/encoder.pt"
+SCL_MODEL = "results/models/scl/{schedule}/s{sparsity}/seed{seed}/model.pt"
+SCL_METRICS = "results/models/scl/{schedule}/s{sparsity}/seed{seed}/metrics.json"
+DENSE_MODEL = "results/models/{method}/dense/s0/seed{seed}/model.pt"
+OS_MODEL = "results/models/{method}/oneshot/s{sparsity}/seed{seed}/model.pt"
+OS_METRICS = "results/models/{method}/oneshot/s{sparsity}/seed{seed}/metrics.json"
+NORM = {"mean": config["data"]["mean"], "std": config["data"]["std"]}
 
 
 rule train_supervised:
     input:
         data="results/data/cifar10.npz",
     output:
-        model="results/models/sup/{schedule}/s{sparsity}/seed{seed}/model.pt",
-        metrics="results/models/sup/{schedule}/s{sparsity}/seed{seed}/metrics.json",
+        model=SUP_MODEL,
+        metrics=SUP_METRICS,
     log:
         "results/logs/train_supervised/sup/{schedule}/s{sparsity}/seed{seed}.log",
     wildcard_constraints:
         schedule="dense|gmp",
-        # seeds of a stacked block (seeds_per_job > 1) belong to its rule below
-        seed=seed_pattern_excluding(STACKED_SEEDS),
+        seed=SOLO_SEED,
     conda:
         "../../envs/prunelens.yaml"
     threads: 1
@@ -24,19 +39,19 @@ rule train_supervised:
         runtime=job_runtime(config["sup"]["epochs"] * N_TRAIN, 0.3, 7.5),
         mem_mb=TRAIN_MEM_MB,
     params:
+        seeds=one_seed,
         arch=config["model"],
         hp=config["sup"],
-        norm={"mean": config["data"]["mean"], "std": config["data"]["std"]},
+        norm=NORM,
         gmp=gmp_params("sup"),
         device=config["device"],
         precision=config["precision"],
+        compile=config["compile"],
         eval_batch_size=config["eval_batch_size"],
     script:
         "../scripts/train_supervised.py"
 
 
-# seeds_per_job > 1: one rule per block of seeds, each job training its seeds
-# together (prunelens.stacked) and writing the same per-seed files as above.
 for block in STACKED_BLOCKS:
 
     rule:
@@ -45,14 +60,8 @@ for block in STACKED_BLOCKS:
         input:
             data="results/data/cifar10.npz",
         output:
-            model=[
-                f"results/models/sup/{{schedule}}/s{{sparsity}}/seed{s}/model.pt"
-                for s in block
-            ],
-            metrics=[
-                f"results/models/sup/{{schedule}}/s{{sparsity}}/seed{s}/metrics.json"
-                for s in block
-            ],
+            model=per_seed(SUP_MODEL, block),
+            metrics=per_seed(SUP_METRICS, block),
         log:
             f"results/logs/train_supervised/sup/{{schedule}}/s{{sparsity}}/seeds{block[0]}-{block[-1]}.log",
         wildcard_constraints:
@@ -60,37 +69,36 @@ for block in STACKED_BLOCKS:
         conda:
             "../../envs/prunelens.yaml"
         threads: 1
-        # profiles name rules to give them GPUs; these rules' names depend on
-        # the seeds, so they ask for one themselves when the device is cuda
         resources:
+            **stage_resources("train_supervised"),
             runtime=job_runtime(
                 len(block) * config["sup"]["epochs"] * N_TRAIN, 0.3, 7.5
             ),
             mem_mb=TRAIN_MEM_MB + 200 * len(block),
-            gpu=1 if config["device"] == "cuda" else 0,
         params:
             seeds=block,
             arch=config["model"],
             hp=config["sup"],
-            norm={"mean": config["data"]["mean"], "std": config["data"]["std"]},
+            norm=NORM,
             gmp=gmp_params("sup"),
             device=config["device"],
             precision=config["precision"],
             compile=config["compile"],
             eval_batch_size=config["eval_batch_size"],
         script:
-            "../scripts/train_supervised_block.py"
+            "../scripts/train_supervised.py"
 
 
 rule pretrain_supcon:
     input:
         data="results/data/cifar10.npz",
     output:
-        "results/models/scl/{schedule}/s{sparsity}/seed{seed}/encoder.pt",
+        encoder=ENCODER,
     log:
         "results/logs/pretrain_supcon/scl/{schedule}/s{sparsity}/seed{seed}.log",
     wildcard_constraints:
         schedule="dense|gmp|delayed_gmp",
+        seed=SOLO_SEED,
     conda:
         "../../envs/prunelens.yaml"
     threads: 1
@@ -98,27 +106,66 @@ rule pretrain_supcon:
         runtime=job_runtime(config["scl"]["pretrain"]["epochs"] * N_TRAIN, 0.45, 15),
         mem_mb=TRAIN_MEM_MB + 4 * config["scl"]["pretrain"]["batch_size"],
     params:
+        seeds=one_seed,
         arch=config["model"],
         hp=config["scl"]["pretrain"],
-        norm={"mean": config["data"]["mean"], "std": config["data"]["std"]},
+        norm=NORM,
         gmp=gmp_params("scl"),
         device=config["device"],
         precision=config["precision"],
+        compile=config["compile"],
     script:
         "../scripts/pretrain_supcon.py"
+
+
+for block in STACKED_BLOCKS:
+
+    rule:
+        name:
+            f"pretrain_supcon_seeds{block[0]}_{block[-1]}"
+        input:
+            data="results/data/cifar10.npz",
+        output:
+            encoder=per_seed(ENCODER, block),
+        log:
+            f"results/logs/pretrain_supcon/scl/{{schedule}}/s{{sparsity}}/seeds{block[0]}-{block[-1]}.log",
+        wildcard_constraints:
+            schedule="dense|gmp|delayed_gmp",
+        conda:
+            "../../envs/prunelens.yaml"
+        threads: 1
+        resources:
+            **stage_resources("pretrain_supcon"),
+            runtime=job_runtime(
+                len(block) * config["scl"]["pretrain"]["epochs"] * N_TRAIN, 0.45, 15
+            ),
+            mem_mb=TRAIN_MEM_MB
+            + len(block) * (200 + 4 * config["scl"]["pretrain"]["batch_size"]),
+        params:
+            seeds=block,
+            arch=config["model"],
+            hp=config["scl"]["pretrain"],
+            norm=NORM,
+            gmp=gmp_params("scl"),
+            device=config["device"],
+            precision=config["precision"],
+            compile=config["compile"],
+        script:
+            "../scripts/pretrain_supcon.py"
 
 
 rule fit_linear_head:
     input:
         data="results/data/cifar10.npz",
-        encoder="results/models/scl/{schedule}/s{sparsity}/seed{seed}/encoder.pt",
+        encoder=ENCODER,
     output:
-        model="results/models/scl/{schedule}/s{sparsity}/seed{seed}/model.pt",
-        metrics="results/models/scl/{schedule}/s{sparsity}/seed{seed}/metrics.json",
+        model=SCL_MODEL,
+        metrics=SCL_METRICS,
     log:
         "results/logs/fit_linear_head/scl/{schedule}/s{sparsity}/seed{seed}.log",
     wildcard_constraints:
         schedule="dense|gmp|delayed_gmp",
+        seed=SOLO_SEED,
     conda:
         "../../envs/prunelens.yaml"
     threads: 1
@@ -126,28 +173,69 @@ rule fit_linear_head:
         runtime=job_runtime(config["scl"]["head"]["epochs"] * N_TRAIN, 0.1, 2.5),
         mem_mb=TRAIN_MEM_MB,
     params:
+        seeds=one_seed,
         hp=config["scl"]["head"],
         augment=config["sup"]["augment"],
-        norm={"mean": config["data"]["mean"], "std": config["data"]["std"]},
+        norm=NORM,
         gmp=head_gmp_params,
         device=config["device"],
         precision=config["precision"],
+        compile=config["compile"],
         eval_batch_size=config["eval_batch_size"],
     script:
         "../scripts/fit_linear_head.py"
 
 
+for block in STACKED_BLOCKS:
+
+    rule:
+        name:
+            f"fit_linear_head_seeds{block[0]}_{block[-1]}"
+        input:
+            data="results/data/cifar10.npz",
+            encoder=per_seed(ENCODER, block),
+        output:
+            model=per_seed(SCL_MODEL, block),
+            metrics=per_seed(SCL_METRICS, block),
+        log:
+            f"results/logs/fit_linear_head/scl/{{schedule}}/s{{sparsity}}/seeds{block[0]}-{block[-1]}.log",
+        wildcard_constraints:
+            schedule="dense|gmp|delayed_gmp",
+        conda:
+            "../../envs/prunelens.yaml"
+        threads: 1
+        resources:
+            **stage_resources("fit_linear_head"),
+            runtime=job_runtime(
+                len(block) * config["scl"]["head"]["epochs"] * N_TRAIN, 0.1, 2.5
+            ),
+            mem_mb=TRAIN_MEM_MB + 200 * len(block),
+        params:
+            seeds=block,
+            hp=config["scl"]["head"],
+            augment=config["sup"]["augment"],
+            norm=NORM,
+            gmp=head_gmp_params,
+            device=config["device"],
+            precision=config["precision"],
+            compile=config["compile"],
+            eval_batch_size=config["eval_batch_size"],
+        script:
+            "../scripts/fit_linear_head.py"
+
+
 rule prune_oneshot:
     input:
         data="results/data/cifar10.npz",
-        dense="results/models/{method}/dense/s0/seed{seed}/model.pt",
+        dense=DENSE_MODEL,
     output:
-        model="results/models/{method}/oneshot/s{sparsity}/seed{seed}/model.pt",
-        metrics="results/models/{method}/oneshot/s{sparsity}/seed{seed}/metrics.json",
+        model=OS_MODEL,
+        metrics=OS_METRICS,
     log:
         "results/logs/prune_oneshot/{method}/oneshot/s{sparsity}/seed{seed}.log",
     wildcard_constraints:
         sparsity=r"[1-9]\d*",
+        seed=SOLO_SEED,
     conda:
         "../../envs/prunelens.yaml"
     threads: 1
@@ -155,11 +243,50 @@ rule prune_oneshot:
         runtime=job_runtime(config["oneshot"]["epochs"] * N_TRAIN, 0.3, 8.5),
         mem_mb=TRAIN_MEM_MB,
     params:
+        seeds=one_seed,
         hp=config["oneshot"],
         augment=config["sup"]["augment"],
-        norm={"mean": config["data"]["mean"], "std": config["data"]["std"]},
+        norm=NORM,
         device=config["device"],
         precision=config["precision"],
+        compile=config["compile"],
         eval_batch_size=config["eval_batch_size"],
     script:
         "../scripts/prune_oneshot.py"
+
+
+for block in STACKED_BLOCKS:
+
+    rule:
+        name:
+            f"prune_oneshot_seeds{block[0]}_{block[-1]}"
+        input:
+            data="results/data/cifar10.npz",
+            dense=per_seed(DENSE_MODEL, block),
+        output:
+            model=per_seed(OS_MODEL, block),
+            metrics=per_seed(OS_METRICS, block),
+        log:
+            f"results/logs/prune_oneshot/{{method}}/oneshot/s{{sparsity}}/seeds{block[0]}-{block[-1]}.log",
+        wildcard_constraints:
+            sparsity=r"[1-9]\d*",
+        conda:
+            "../../envs/prunelens.yaml"
+        threads: 1
+        resources:
+            **stage_resources("prune_oneshot"),
+            runtime=job_runtime(
+                len(block) * config["oneshot"]["epochs"] * N_TRAIN, 0.3, 8.5
+            ),
+            mem_mb=TRAIN_MEM_MB + 200 * len(block),
+        params:
+            seeds=block,
+            hp=config["oneshot"],
+            augment=config["sup"]["augment"],
+            norm=NORM,
+            device=config["device"],
+            precision=config["precision"],
+            compile=config["compile"],
+            eval_batch_size=config["eval_batch_size"],
+        script:
+            "../scripts/prune_oneshot.py"

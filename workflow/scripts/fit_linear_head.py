@@ -1,8 +1,8 @@
-"""Rule fit_linear_head: linear classifier on the frozen SCL encoder."""
+"""Rules fit_linear_head[_seeds<a>_<b>]: linear classifiers on frozen encoders."""
 
 from typing import TYPE_CHECKING
 
-from prunelens.runtime import log_to
+from prunelens.runtime import as_paths, log_to
 from prunelens.train import fit_linear_head
 
 if TYPE_CHECKING:
@@ -11,18 +11,21 @@ if TYPE_CHECKING:
 with log_to(snakemake.log[0]):
     fit_linear_head(
         data=snakemake.input.data,
-        encoder=snakemake.input.encoder,
-        model_out=snakemake.output.model,
-        metrics_out=snakemake.output.metrics,
+        encoders=as_paths(snakemake.input.encoder),
+        seeds=snakemake.params.seeds,
+        model_outs=as_paths(snakemake.output.model),
+        metrics_outs=as_paths(snakemake.output.metrics),
         hp=snakemake.params.hp,
         augment_cfg=snakemake.params.augment,
         norm=snakemake.params.norm,
         gmp=snakemake.params.gmp,
         sparsity=int(snakemake.wildcards.sparsity),
-        seed=int(snakemake.wildcards.seed),
         schedule=snakemake.wildcards.schedule,
-        device=snakemake.params.device,
-        precision=snakemake.params.precision,
-        threads=snakemake.threads,
-        eval_batch_size=snakemake.params.eval_batch_size,
+        settings={
+            "device": snakemake.params.device,
+            "threads": snakemake.threads,
+            "precision": snakemake.params.precision,
+            "compile": snakemake.params.compile,
+            "eval_batch_size": snakemake.params.eval_batch_size,
+        },
     )

@@ -1,8 +1,8 @@
-"""Rule pretrain_supcon: SupCon pre-training of the encoder, dense or with GMP."""
+"""Rules pretrain_supcon[_seeds<a>_<b>]: SupCon pre-training of encoders."""
 
 from typing import TYPE_CHECKING
 
-from prunelens.runtime import log_to
+from prunelens.runtime import as_paths, log_to
 from prunelens.train import pretrain_supcon
 
 if TYPE_CHECKING:
@@ -11,15 +11,18 @@ if TYPE_CHECKING:
 with log_to(snakemake.log[0]):
     pretrain_supcon(
         data=snakemake.input.data,
-        encoder_out=snakemake.output[0],
+        seeds=snakemake.params.seeds,
+        encoder_outs=as_paths(snakemake.output.encoder),
         arch=snakemake.params.arch,
         hp=snakemake.params.hp,
         norm=snakemake.params.norm,
         gmp=snakemake.params.gmp,
         sparsity=int(snakemake.wildcards.sparsity),
-        seed=int(snakemake.wildcards.seed),
         schedule=snakemake.wildcards.schedule,
-        device=snakemake.params.device,
-        precision=snakemake.params.precision,
-        threads=snakemake.threads,
+        settings={
+            "device": snakemake.params.device,
+            "threads": snakemake.threads,
+            "precision": snakemake.params.precision,
+            "compile": snakemake.params.compile,
+        },
     )

@@ -1,8 +1,8 @@
-"""Rule prune_oneshot: global magnitude pruning of a dense model + fine-tuning."""
+"""Rules prune_oneshot[_seeds<a>_<b>]: global magnitude pruning + fine-tuning."""
 
 from typing import TYPE_CHECKING
 
-from prunelens.runtime import log_to
+from prunelens.runtime import as_paths, log_to
 from prunelens.train import oneshot_finetune
 
 if TYPE_CHECKING:
@@ -11,17 +11,20 @@ if TYPE_CHECKING:
 with log_to(snakemake.log[0]):
     oneshot_finetune(
         data=snakemake.input.data,
-        dense_model=snakemake.input.dense,
-        model_out=snakemake.output.model,
-        metrics_out=snakemake.output.metrics,
+        dense_models=as_paths(snakemake.input.dense),
+        seeds=snakemake.params.seeds,
+        model_outs=as_paths(snakemake.output.model),
+        metrics_outs=as_paths(snakemake.output.metrics),
         hp=snakemake.params.hp,
         augment_cfg=snakemake.params.augment,
         norm=snakemake.params.norm,
         method=snakemake.wildcards.method,
         sparsity=int(snakemake.wildcards.sparsity),
-        seed=int(snakemake.wildcards.seed),
-        device=snakemake.params.device,
-        precision=snakemake.params.precision,
-        threads=snakemake.threads,
-        eval_batch_size=snakemake.params.eval_batch_size,
+        settings={
+            "device": snakemake.params.device,
+            "threads": snakemake.threads,
+            "precision": snakemake.params.precision,
+            "compile": snakemake.params.compile,
+            "eval_batch_size": snakemake.params.eval_batch_size,
+        },
     )

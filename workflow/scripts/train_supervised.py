@@ -1,8 +1,8 @@
-"""Rule train_supervised: Sup training, dense or with GMP."""
+"""Rules train_supervised[_seeds<a>_<b>]: Sup training, dense or with GMP."""
 
 from typing import TYPE_CHECKING
 
-from prunelens.runtime import log_to
+from prunelens.runtime import as_paths, log_to
 from prunelens.train import train_supervised
 
 if TYPE_CHECKING:
@@ -11,17 +11,20 @@ if TYPE_CHECKING:
 with log_to(snakemake.log[0]):
     train_supervised(
         data=snakemake.input.data,
-        model_out=snakemake.output.model,
-        metrics_out=snakemake.output.metrics,
+        seeds=snakemake.params.seeds,
+        model_outs=as_paths(snakemake.output.model),
+        metrics_outs=as_paths(snakemake.output.metrics),
         arch=snakemake.params.arch,
         hp=snakemake.params.hp,
         norm=snakemake.params.norm,
         gmp=snakemake.params.gmp,
         sparsity=int(snakemake.wildcards.sparsity),
-        seed=int(snakemake.wildcards.seed),
         schedule=snakemake.wildcards.schedule,
-        device=snakemake.params.device,
-        precision=snakemake.params.precision,
-        threads=snakemake.threads,
-        eval_batch_size=snakemake.params.eval_batch_size,
+        settings={
+            "device": snakemake.params.device,
+            "threads": snakemake.threads,
+            "precision": snakemake.params.precision,
+            "compile": snakemake.params.compile,
+            "eval_batch_size": snakemake.params.eval_batch_size,
+        },
     )
