@@ -195,7 +195,7 @@ def slurm() -> dict[str, float]:
 @pytest.mark.slurm
 def test_tables_through_slurm_equal_a_local_run(slurm, tmp_path):
     # TINY without ΔGMP (a second GMP cell would only add time)
-    cfg = deep_merge(SLURM_TINY, {"schedules": {"scl": ["gmp", "oneshot"]}})
+    cfg = deep_merge(SLURM_TINY, {"schedules": {"scl": {"delayed_gmp": []}}})
     files = [REPO / "config.yaml", write_config(tmp_path, cfg)]
     # the local reference run goes alongside the Slurm run
     local = snakemake(
