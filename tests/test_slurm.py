@@ -297,7 +297,7 @@ def test_scancel_fails_the_job_and_a_rerun_resumes_to_the_same_weights(slurm, tm
         "CANCELLED"
     ]
     assert resume.exists(), "resume.pt must survive the cancelled job"
-    epochs_done = len(torch.load(resume, weights_only=False)["history"].epochs)
+    epochs_done = len(torch.load(resume, weights_only=False)["histories"][0].epochs)
     assert 1 <= epochs_done < 10
 
     out = run(
