@@ -84,6 +84,36 @@ def prepared(tmp_path_factory) -> Path:
     return path
 
 
+def metrics_json(**over: Any) -> dict[str, Any]:
+    """A metrics.json payload with every key of its contract."""
+    return {
+        "test_acc": 0.5,
+        "sparsity_measured": 0.0,
+        "epochs": 1,
+        "steps": 10,
+        "wall_time_s": 1.5,
+        "train_images_per_s": 100.0,
+        "device": "cpu",
+        "torch": "2.0",
+        "history": [],
+        **over,
+    }
+
+
+def depth_arrays(pd: Any, n_layers: int = 16) -> dict[str, np.ndarray]:
+    """One model's depth file (every array of its contract) with depths ``pd``:
+    examples 0..N-1 of class 0, every probe predicting class 0."""
+    n = len(pd)
+    return {
+        "index": np.arange(n),
+        "label": np.zeros(n, np.int64),
+        "final_pred": np.zeros(n, np.int64),
+        "probe_preds": np.zeros((n_layers, n), np.int8),
+        "pd": np.asarray(pd, np.int64),
+        "pd_baldock": np.zeros(n, np.int64),
+    }
+
+
 def job_counts(dry_run_output: str) -> dict[str, int]:
     """Parse Snakemake's 'Job stats' table of a dry run."""
     counts: dict[str, int] = {}

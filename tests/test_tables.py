@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import REPO
+from conftest import REPO, depth_arrays, metrics_json
 
 from prunelens.analysis import population_depth, population_qscores, split_summary
+from prunelens.evaluate import write_predictions
+from prunelens.files import FileContractError
+from prunelens.runtime import write_json, write_npz
 from prunelens.tables import (
     depth_table,
     load_paper,
@@ -26,13 +27,15 @@ PAPER = load_paper(REPO / "workflow/resources/paper-tables.yaml")
 
 
 def _pie(path, pies, labels=(0, 1, 2, 3), ties=()):
+    flags = [i in pies for i in range(len(labels))]
     pd.DataFrame(
         {
             "index": range(len(labels)),
             "label": labels,
             "dense_mode": labels,
-            "pruned_mode": labels,
-            "pie": [i in pies for i in range(len(labels))],
+            # a PIE is where the two modal labels differ
+            "pruned_mode": [(y + f) % 10 for y, f in zip(labels, flags, strict=True)],
+            "pie": flags,
             "tie": [i in ties for i in range(len(labels))],
         }
     ).to_csv(path, index=False)
@@ -43,7 +46,7 @@ def _metrics(tmp_path, name, accs):
     out = []
     for i, acc in enumerate(accs):
         p = tmp_path / f"{name}{i}.json"
-        p.write_text(json.dumps({"test_acc": acc}))
+        write_json(p, metrics_json(test_acc=acc))
         out.append(p)
     return out
 
@@ -52,8 +55,12 @@ def _predictions(tmp_path, name, preds, labels=(0, 1, 2, 3)):
     out = []
     for i, pred in enumerate(preds):
         p = tmp_path / f"{name}{i}.npz"
-        np.savez(
-            p, index=np.arange(len(labels)), label=np.array(labels), pred=np.array(pred)
+        write_predictions(
+            p,
+            index=np.arange(len(labels)),
+            labels=np.array(labels),
+            logits=np.eye(10, dtype=np.float32)[pred],  # argmax: pred
+            rep=np.ones((len(labels), 4)),
         )
         out.append(p)
     return out
@@ -121,7 +128,10 @@ def test_table1_refuses_a_pie_file_its_predictions_contradict(tmp_path):
             ("gmp", 90, _pie(tmp_path / "cut.csv", {1})),  # predictions: no PIEs
         )
     ]
-    with pytest.raises(ValueError, match=r"cut\.csv: 1 PIEs, but .* give 0; rebuild"):
+    with pytest.raises(
+        FileContractError,
+        match=r"cut\.csv: 1 PIEs, but .* give 0; rebuild .* vote_pies$",
+    ):
         table1(cells, PAPER, n_resamples=1000)
 
 
@@ -156,7 +166,13 @@ def test_population_qscores_average_models_and_count_degenerate(tmp_path):
     paths = []
     for i, rep in enumerate(reps):
         p = tmp_path / f"m{i}.npz"
-        np.savez(p, index=np.array([5, 6]), rep=rep.astype(np.float32))
+        write_predictions(
+            p,
+            index=np.array([5, 6]),
+            labels=np.zeros(2),
+            logits=np.zeros((2, 10)),
+            rep=rep,
+        )
         paths.append(p)
     df = population_qscores(paths)
     q_unit = np.sqrt(3)  # [1,0,0,0]: z = sqrt(3), l1 = 1
@@ -205,7 +221,7 @@ def test_depth_table_and_population_depth(tmp_path):
     paths = []
     for i, pd_values in enumerate(([1, 16, 4, 4], [3, 14, 4, 6])):
         p = tmp_path / f"d{i}.npz"
-        np.savez(p, index=np.arange(4), pd=np.array(pd_values), pd_baldock=np.zeros(4))
+        write_npz(p, depth_arrays(pd=pd_values))
         paths.append(p)
     frame = population_depth(paths)
     assert frame["pd"].tolist() == [2.0, 15.0, 4.0, 5.0]

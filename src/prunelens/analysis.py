@@ -19,7 +19,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from prunelens.pie import load_population, modal_labels
+from prunelens.pie import load_population, load_populations, modal_labels
 from prunelens.scores import population_scores, summarise
 
 log = logging.getLogger("prunelens.analysis")
@@ -35,24 +35,12 @@ __all__ = [
 ]
 
 
-def _reps(paths: Sequence[str | Path]) -> tuple[np.ndarray, list[np.ndarray]]:
-    reps, index = [], None
-    for p in paths:
-        with np.load(p) as z:
-            if index is None:
-                index = z["index"]
-            elif not np.array_equal(index, z["index"]):
-                raise ValueError(f"{p}: its examples differ from {paths[0]}")
-            reps.append(z["rep"])
-    if index is None:
-        raise ValueError("a population needs at least one predictions file")
-    return index, reps
-
-
 def population_qscores(paths: Sequence[str | Path]) -> pd.DataFrame:
     """Columns ``index,q,z,l1,n_degenerate``: per example, mean over models."""
-    index, reps = _reps(paths)
-    scores = population_scores(reps)
+    population = load_population(paths, reps=True)
+    assert population.reps is not None
+    index = population.index
+    scores = population_scores(population.reps)
     n_bad = int(scores.n_degenerate.sum())
     if n_bad:
         log.warning(
@@ -116,7 +104,7 @@ def model_depth(
     from prunelens import augment
     from prunelens.data import load_prepared
     from prunelens.depth import prediction_depth, probe_activations, probe_predictions
-    from prunelens.models import load_model
+    from prunelens.files import load_model
     from prunelens.runtime import keep_freed_memory, pick_device
 
     torch.set_num_threads(max(1, threads))
@@ -163,29 +151,26 @@ def model_depth(
 
 def population_depth(paths: Sequence[str | Path]) -> pd.DataFrame:
     """Columns ``index,pd,pd_baldock``: per example, mean over the models given."""
-    pds, baldock, index = [], [], None
-    for p in paths:
-        with np.load(p) as z:
-            if index is None:
-                index = z["index"]
-            elif not np.array_equal(index, z["index"]):
-                raise ValueError(f"{p}: its examples differ from {paths[0]}")
-            pds.append(z["pd"])
-            baldock.append(z["pd_baldock"])
-    if index is None:
+    from prunelens.files import load_depth, same_examples
+
+    if not paths:
         raise ValueError("prediction depth needs at least one model")
+    depth = [load_depth(p) for p in paths]
+    index = same_examples(
+        [(p, d["index"]) for p, d in zip(paths, depth, strict=True)], rule="probe_depth"
+    )
     return pd.DataFrame(
         {
             "index": index,
-            "pd": np.mean(pds, axis=0),
-            "pd_baldock": np.mean(baldock, axis=0),
+            "pd": np.mean([d["pd"] for d in depth], axis=0),
+            "pd_baldock": np.mean([d["pd_baldock"] for d in depth], axis=0),
         }
     )
 
 
 def umap_embedding(
     paths: Sequence[str | Path],
-    pie: pd.DataFrame | None,
+    pie: str | Path | None,
     *,
     models: int,
     n_neighbors: int,
@@ -199,14 +184,22 @@ def umap_embedding(
     (of ``max_examples`` evenly spaced test examples, or all).
 
     Colour (``mode``) is the modal label of the whole population given in
-    ``paths``; ``pie`` flags come from the cell's PIE table (none for dense).
+    ``paths``; ``pie`` flags come from the cell's PIE table (its path; none
+    for dense), which must cover the population's examples.
     """
     import umap
 
-    index, reps = _reps(paths[:models])
-    population = load_population(paths)
-    mode, _ = modal_labels(population.preds, n_classes, tie_break)
-    rep = np.mean(reps, axis=0)
+    from prunelens.files import load_pie
+
+    # representations of the first ``models`` only; votes of them all
+    groups = [paths[:models], paths[models:]] if len(paths) > models else [paths]
+    pops = load_populations(groups, reps=[True, False][: len(groups)])
+    assert pops[0].reps is not None
+    index = pops[0].index
+    pie_table = None if pie is None else load_pie(pie, index=index)
+    preds = np.concatenate([p.preds for p in pops])
+    mode, _ = modal_labels(preds, n_classes, tie_break)
+    rep = np.mean(pops[0].reps, axis=0)
     if max_examples is not None and max_examples < len(index):
         # evenly spaced over the test split, which is ordered by class: every
         # class keeps its share, and every population the same examples
@@ -221,8 +214,8 @@ def umap_embedding(
     )
     xy = reducer.fit_transform(rep)
     flags = np.zeros(len(index), bool)
-    if pie is not None:
-        flags = pie.set_index("index").loc[index, "pie"].to_numpy(bool)
+    if pie_table is not None:
+        flags = pie_table.set_index("index").loc[index, "pie"].to_numpy(bool)
     return pd.DataFrame(
         {"index": index, "x": xy[:, 0], "y": xy[:, 1], "mode": mode, "pie": flags}
     )
@@ -242,9 +235,9 @@ def umap_cells_frame(
     frames = []
     for method, schedule, sparsity in cells:
         key = f"{method}_{schedule}_s{sparsity}"
-        pie_path = inputs.get(f"pie_{key}")
-        pie = pd.read_csv(pie_path) if pie_path else None
-        emb = umap_embedding(list(inputs[f"pred_{key}"]), pie, **umap_kw)
+        emb = umap_embedding(
+            list(inputs[f"pred_{key}"]), inputs.get(f"pie_{key}"), **umap_kw
+        )
         emb.insert(0, "sparsity", sparsity)
         emb.insert(0, "schedule", schedule)
         emb.insert(0, "method", method)

@@ -19,17 +19,15 @@ same-size pruned population, against PIEs between the two dense halves.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
 from prunelens.bootstrap import Models, Statistic, View, bootstrap, point
-from prunelens.pie import TieBreak, half_pie_count, load_population, noise_floor
+from prunelens.pie import TieBreak, half_pie_count, load_populations, noise_floor
 from prunelens.study import METHOD_LABELS, Grid, group_label
 
 __all__ = [
@@ -470,38 +468,51 @@ def load_models(
     q_keys: set[str] | None = None,
     pd_column: str = "pd",
 ) -> dict[str, Models]:
-    """Per-model data of each population.
+    """Per-model data of each population, every file checked
+    (:mod:`prunelens.files`) and all of them of the same test examples.
 
     ``populations``: mappings with ``key`` and either ``predictions`` (+
     ``metrics``) paths, or ``depth`` paths (per-model depth files) for a
     ``pd:`` key. Q-Scores are computed (from the ``rep`` arrays) only for
     ``q_keys``.
     """
+    from prunelens.files import (
+        load_depth,
+        load_metrics,
+        load_predictions,
+        same_examples,
+    )
     from prunelens.scores import qscore
 
+    voting = [pop for pop in populations if pop.get("depth") is None]
+    loaded = load_populations([pop["predictions"] for pop in voting]) if voting else []
+    by_key = {pop["key"]: pp for pop, pp in zip(voting, loaded, strict=True)}
+    index = loaded[0].index if loaded else None
     out: dict[str, Models] = {}
     for pop in populations:
         key = pop["key"]
         if pop.get("depth") is not None:
-            pds = []
-            for p in pop["depth"]:
-                with np.load(p) as z:
-                    pds.append(np.asarray(z[pd_column], np.float64))
+            depth = [load_depth(p, index=index) for p in pop["depth"]]
+            same_examples(
+                [(p, d["index"]) for p, d in zip(pop["depth"], depth, strict=True)],
+                rule="probe_depth",
+            )
+            pds = [np.asarray(d[pd_column], np.float64) for d in depth]
             out[key] = Models(len(pds), pd=np.stack(pds))
             continue
-        population = load_population(pop["predictions"])
-        acc = np.array(
-            [json.loads(Path(p).read_text())["test_acc"] for p in pop["metrics"]]
-        )
+        acc = np.array([load_metrics(p)["test_acc"] for p in pop["metrics"]])
         q = None
         if q_keys and key in q_keys:
-            reps = []
-            for p in pop["predictions"]:
-                with np.load(p) as z:
-                    # float32: what a reference stores (prunelens.reference)
-                    reps.append(qscore(z["rep"]).q.astype(np.float32))
-            q = np.stack(reps)
-        out[key] = Models(len(acc), preds=population.preds, acc=acc, q=q)
+            # one model's representations at a time; float32 as a reference stores
+            q = np.stack(
+                [
+                    qscore(
+                        load_predictions(p, index=index, arrays=("rep",)).rep
+                    ).q.astype(np.float32)
+                    for p in pop["predictions"]
+                ]
+            )
+        out[key] = Models(len(acc), preds=by_key[key].preds, acc=acc, q=q)
     return out
 
 

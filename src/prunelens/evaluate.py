@@ -16,7 +16,8 @@ import torch
 
 from prunelens import augment
 from prunelens.data import load_prepared
-from prunelens.models import Classifier, load_model
+from prunelens.files import load_model
+from prunelens.models import Classifier
 from prunelens.runtime import atomic_path, keep_freed_memory, pick_device
 
 __all__ = ["accuracy", "predict", "predict_files", "write_predictions"]

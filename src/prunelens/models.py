@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from prunelens import files as _files
 from prunelens.runtime import atomic_path
 
 __all__ = [
@@ -171,11 +172,5 @@ def save_model(path: str | Path, model: Classifier, meta: Mapping[str, Any]) -> 
         torch.save(state, tmp)
 
 
-def load_model(
-    path: str | Path, device: str = "cpu"
-) -> tuple[Classifier, dict[str, Any]]:
-    """Rebuild a saved classifier; returns (model, meta)."""
-    state = torch.load(path, map_location=device, weights_only=False)
-    model = build_classifier(**state["arch"]).to(device)
-    model.load_state_dict(state["state_dict"])
-    return model, state["meta"]
+# The checked loader lives with the other file contracts (prunelens.files).
+load_model = _files.load_model

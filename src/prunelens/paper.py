@@ -23,6 +23,13 @@ from prunelens.figures import (
     gallery_group,
     select_gallery,
 )
+from prunelens.files import (
+    SCORE_COLUMNS,
+    load_embeddings,
+    load_pie,
+    load_scores,
+    same_examples,
+)
 from prunelens.pie import overlap_iou, pie_class_counts
 from prunelens.study import FIGURE_COLUMNS, METHOD_LABELS, SCHEDULE_LABELS
 
@@ -63,7 +70,7 @@ def fig1(
 ) -> None:
     """UMAP of each method: dense, GMP and One-Shot at ``sparsity``."""
     note_substitution("Figure 1", requested, sparsity)
-    emb = pd.read_csv(embeddings)
+    emb = load_embeddings(embeddings)
     panels = []
     for method in methods:
         panels.append(_umap_panel(emb, method, "dense", 0))
@@ -87,7 +94,7 @@ def fig5(
     png: PathLike,
 ) -> None:
     """UMAP grid: the dense row, then one row per sparsity, four columns."""
-    emb = pd.read_csv(embeddings)
+    emb = load_embeddings(embeddings)
     dense = [_umap_panel(emb, "sup", "dense", 0), None]
     dense += [_umap_panel(emb, "scl", "dense", 0), None]
     panels: list[Any] = dense
@@ -119,12 +126,19 @@ def fig_scatter(
     ``cells``: mappings with ``method, schedule, dense, sparse, pie`` paths.
     """
     note_substitution(title.split(":")[0], requested, sparsity)
+    kind = "q" if column in SCORE_COLUMNS["q"] else "pd"
+    frames: dict[Any, pd.DataFrame] = {}
+    for c in cells:
+        for path in (c["dense"], c["sparse"]):
+            frames.setdefault(path, load_scores(path, kind))
+        frames.setdefault(c["pie"], load_pie(c["pie"]))
+    same_examples([(p, f["index"].to_numpy()) for p, f in frames.items()])
     panels = [
         (
             Cell(c["method"], c["schedule"], sparsity),
-            pd.read_csv(c["dense"]),
-            pd.read_csv(c["sparse"]),
-            pd.read_csv(c["pie"]),
+            frames[c["dense"]],
+            frames[c["sparse"]],
+            frames[c["pie"]],
         )
         for c in cells
     ]
@@ -146,12 +160,16 @@ def fig_pies_by_class(
     of ``rows`` is (row label, [(method, schedule, sparsity), ...]). Shared
     means a PIE of both methods under the same schedule and sparsity.
     """
+    tables = {key: load_pie(path) for key, path in pies.items()}
+    same_examples(
+        [(pies[k], t["index"].to_numpy()) for k, t in tables.items()], rule="vote_pies"
+    )
     grid = []
     for row_label, panels in rows:
         drawn = []
         for method, schedule, s in panels:
-            sup = pd.read_csv(pies[f"sup_{schedule}_s{s}"])
-            scl = pd.read_csv(pies[f"scl_{schedule}_s{s}"])
+            sup = tables[f"sup_{schedule}_s{s}"]
+            scl = tables[f"scl_{schedule}_s{s}"]
             iou = overlap_iou(sup, scl)
             name, label = METHOD_LABELS[method], SCHEDULE_LABELS[schedule]
             drawn.append(
@@ -182,7 +200,7 @@ def fig_gallery_pies(
     test = load_prepared(data, "test")
     groups = []
     for schedule, name in (("gmp", "GMP"), ("oneshot", "One-Shot")):
-        pie = pd.read_csv(pies[schedule])
+        pie = load_pie(pies[schedule], index=test.index)
         for wrong_dense, text in (
             (True, "dense wrong, sparse right"),
             (False, "dense right, sparse wrong"),

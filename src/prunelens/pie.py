@@ -14,11 +14,14 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from prunelens.files import load_predictions, same_examples
+
 TieBreak = Literal["smallest", "largest"]
 
 __all__ = [
     "Population",
     "load_population",
+    "load_populations",
     "half_pie_count",
     "modal_labels",
     "noise_floor",
@@ -33,23 +36,56 @@ class Population:
     index: np.ndarray  # (N,) example ids, identical for every member
     labels: np.ndarray  # (N,)
     preds: np.ndarray  # (M, N) predicted class per model
+    reps: list[np.ndarray] | None = None  # (N, D) per model, when asked for
 
 
-def load_population(paths: Sequence[str | Path]) -> Population:
-    """Stack the ``pred`` arrays of several predictions files (same examples)."""
-    if not paths:
+def load_populations(
+    groups: Sequence[Sequence[str | Path]],
+    *,
+    reps: bool | Sequence[bool] = False,
+    index: np.ndarray | None = None,
+) -> list[Population]:
+    """One :class:`Population` per group of predictions files, every file
+    checked and all of them of the same examples with the same labels
+    (``index`` when the caller knows the split; else the odd file out is
+    named). ``reps`` (per group, or for all) keeps each model's
+    representations too."""
+    wants = [reps] * len(groups) if isinstance(reps, bool) else list(reps)
+    if any(not g for g in groups):
         raise ValueError("a population needs at least one predictions file")
-    preds, index, labels = [], None, None
-    for p in paths:
-        with np.load(p) as z:
-            if index is None:
-                index, labels = z["index"], z["label"]
-            elif not np.array_equal(z["index"], index):
-                raise ValueError(f"{p}: its examples differ from {paths[0]}")
-            preds.append(z["pred"])
-    assert index is not None
-    assert labels is not None
-    return Population(index, labels, np.stack(preds))
+    arrays = [("rep",) if want else () for want in wants]
+    loaded = [
+        [load_predictions(p, index=index, arrays=a) for p in g]
+        for g, a in zip(groups, arrays, strict=True)
+    ]
+    flat = [
+        (p, f)
+        for g, fs in zip(groups, loaded, strict=True)
+        for p, f in zip(g, fs, strict=True)
+    ]
+    shared = same_examples([(p, f.index) for p, f in flat], rule="predict")
+    labels = same_examples(
+        [(p, f.label) for p, f in flat], what="labels", rule="predict"
+    )
+    return [
+        Population(
+            shared,
+            labels,
+            np.stack([f.pred for f in fs]),
+            [f.rep for f in fs if f.rep is not None] if want else None,
+        )
+        for fs, want in zip(loaded, wants, strict=True)
+    ]
+
+
+def load_population(
+    paths: Sequence[str | Path],
+    *,
+    reps: bool = False,
+    index: np.ndarray | None = None,
+) -> Population:
+    """One population's predictions files (see :func:`load_populations`)."""
+    return load_populations([paths], reps=reps, index=index)[0]
 
 
 def modal_labels(

@@ -38,48 +38,45 @@ def export(
 ) -> None:
     """Write the compact files of ``populations`` (as the claims rule reads
     them) and ``settings`` (grid, depth cells, tie rule, bootstrap, ...)."""
-    from prunelens.pie import load_population
+    from prunelens.claims import load_models
+    from prunelens.files import load_depth, load_metrics, load_predictions
     from prunelens.runtime import atomic_path
-    from prunelens.scores import qscore
 
+    voting = [pop for pop in populations if pop.get("depth") is None]
+    # predictions, accuracies and float32 Q-Scores exactly as the claims read
+    # them (every file checked, all of the same examples)
+    models = load_models(voting, q_keys={pop["key"] for pop in voting})
     arrays: dict[str, np.ndarray] = {}
+    if voting:
+        first = load_predictions(voting[0]["predictions"][0], arrays=())
+        arrays["index"], arrays["label"] = first.index, first.label
     index: dict[str, dict[str, str]] = {}
     provenance: dict[str, Any] = {}
     for i, pop in enumerate(populations):
         names = {}
         if pop.get("depth") is not None:
+            depth = [load_depth(p, index=arrays.get("index")) for p in pop["depth"]]
             for column in ("pd", "pd_baldock"):
-                values = []
-                for p in pop["depth"]:
-                    with np.load(p) as z:
-                        values.append(z[column])
-                stacked = np.stack(values)
-                if not np.array_equal(stacked, np.round(stacked)):
-                    raise ValueError(f"{pop['key']}: per-model depths are not integers")
                 names[column] = f"{column}{i}"
-                arrays[names[column]] = stacked.astype(np.uint8)
+                # load_depth checked them: integers in 0..16
+                arrays[names[column]] = np.stack([d[column] for d in depth]).astype(
+                    np.uint8
+                )
         else:
-            population = load_population(pop["predictions"])
-            if "index" not in arrays:
-                arrays["index"], arrays["label"] = population.index, population.labels
-            names["pred"] = f"pred{i}"
-            arrays[names["pred"]] = population.preds.astype(np.uint8)
-            metrics = [json.loads(Path(p).read_text()) for p in pop["metrics"]]
-            names["acc"] = f"acc{i}"
-            arrays[names["acc"]] = np.array([m["test_acc"] for m in metrics])
+            m = models[pop["key"]]
+            assert m.preds is not None
+            assert m.acc is not None
+            assert m.q is not None
+            names |= {"pred": f"pred{i}", "acc": f"acc{i}", "q": f"q{i}"}
+            arrays[names["pred"]] = m.preds.astype(np.uint8)
+            arrays[names["acc"]] = m.acc
+            arrays[names["q"]] = m.q
+            metrics = [load_metrics(p) for p in pop["metrics"]]
             provenance[pop["key"]] = {
-                "train_wall_time_s": round(
-                    sum(m.get("wall_time_s", 0) for m in metrics), 1
-                ),
-                "devices": sorted({str(m.get("device")) for m in metrics}),
-                "torch": sorted({str(m.get("torch")) for m in metrics}),
+                "train_wall_time_s": round(sum(x["wall_time_s"] for x in metrics), 1),
+                "devices": sorted({str(x["device"]) for x in metrics}),
+                "torch": sorted({str(x["torch"]) for x in metrics}),
             }
-            q = []
-            for p in pop["predictions"]:
-                with np.load(p) as z:
-                    q.append(qscore(z["rep"]).q.astype(np.float32))  # as the claims
-            names["q"] = f"q{i}"
-            arrays[names["q"]] = np.stack(q)
         index[pop["key"]] = names
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -96,24 +93,43 @@ def export(
 
 
 def load(ref_dir: str | Path) -> tuple[dict[str, Models], dict[str, Any]]:
-    """The populations (as :class:`Models`) and settings of a reference."""
+    """The populations (as :class:`Models`) and settings of a reference, its
+    two files checked (one-line :class:`prunelens.files.FileContractError`)."""
+    from prunelens.files import contract_error, read_json, read_npz
+
     ref = Path(ref_dir)
-    meta = json.loads((ref / "meta.json").read_text())
-    settings = meta["settings"]
-    pd_column = settings["pd_column"]
+    meta_path, arrays_path = ref / "meta.json", ref / "arrays.npz"
+    meta = read_json(meta_path, "reference")
+    try:
+        settings, populations = meta["settings"], meta["populations"]
+        pd_column = settings["pd_column"]
+        names = [n for pop in populations.values() for n in pop.values()]
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise contract_error(
+            meta_path, f"no settings.pd_column or populations ({exc!r})", "reference"
+        ) from exc
+    z = read_npz(arrays_path, ["index", *names], "reference")
+    n = len(z["index"])
     data: dict[str, Models] = {}
-    with np.load(ref / "arrays.npz", allow_pickle=False) as z:
-        for key, names in meta["populations"].items():
-            if pd_column in names:
-                pd_ = z[names[pd_column]].astype(np.float64)
-                data[key] = Models(len(pd_), pd=pd_)
-            else:
-                preds = z[names["pred"]].astype(np.int64)
-                data[key] = Models(
-                    len(preds),
-                    preds=preds,
-                    acc=z[names["acc"]],
-                    q=z[names["q"]],
+    for key, named in populations.items():
+        if pd_column in named:
+            pd_ = z[named[pd_column]].astype(np.float64)
+            shapes = [(named[pd_column], pd_.shape, (len(pd_), n))]
+            data[key] = Models(len(pd_), pd=pd_)
+        else:
+            preds = z[named["pred"]].astype(np.int64)
+            m = len(preds)
+            acc, q = z[named["acc"]], z[named["q"]]
+            shapes = [
+                (named["pred"], preds.shape, (m, n)),
+                (named["acc"], acc.shape, (m,)),
+                (named["q"], q.shape, (m, n)),
+            ]
+            data[key] = Models(m, preds=preds, acc=acc, q=q)
+        for name, got, want in shapes:
+            if got != want:
+                raise contract_error(
+                    arrays_path, f"{key}: {name} is {got}, expected {want}", "reference"
                 )
     return data, settings
 

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 import yaml
 
+from prunelens.files import contract_error, load_pie, load_scores, same_examples
 from prunelens.pie import TieBreak, overlap_iou, pie_class_counts
 from prunelens.runtime import atomic_path
 from prunelens.study import GROUP_LABELS, METHOD_LABELS, PRUNED_SCHEDULES
@@ -43,19 +43,18 @@ def load_paper(path: str | Path) -> dict[str, Any]:
 
 def _models_of(cells: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Per population, its models' predictions and accuracies from files."""
-    from prunelens.bootstrap import Models
-    from prunelens.claims import pop_key
-    from prunelens.pie import load_population
+    from prunelens.claims import load_models, pop_key
 
-    data = {}
-    for c in cells:
-        acc = [json.loads(Path(p).read_text())["test_acc"] for p in c["metrics"]]
-        data[pop_key(c["method"], c["schedule"], c["sparsity"])] = Models(
-            len(acc),
-            preds=load_population(c["predictions"]).preds,
-            acc=np.array(acc),
-        )
-    return data
+    return load_models(
+        [
+            {
+                "key": pop_key(c["method"], c["schedule"], c["sparsity"]),
+                "predictions": c["predictions"],
+                "metrics": c["metrics"],
+            }
+            for c in cells
+        ]
+    )
 
 
 def _pie_noise(
@@ -129,6 +128,17 @@ def table1(
     from prunelens.pie import Population, vote_pies
 
     data = _models_of(cells) if data is None else data
+    # checked before the bootstrap, so a bad file fails at once
+    pies = {
+        i: load_pie(
+            c["pie"],
+            n_examples=data[
+                pop_key(c["method"], c["schedule"], c["sparsity"])
+            ].preds.shape[1],
+        )
+        for i, c in enumerate(cells)
+        if c.get("pie")
+    }
     noise = _pie_noise(
         cells,
         data,
@@ -140,7 +150,7 @@ def table1(
         },
     )
     rows = []
-    for cell in cells:
+    for i, cell in enumerate(cells):
         method, schedule, sparsity = cell["method"], cell["schedule"], cell["sparsity"]
         models = data[pop_key(method, schedule, sparsity)]
         acc = np.asarray(models.acc)
@@ -150,13 +160,13 @@ def table1(
         extra = noise[(method, schedule, sparsity)]
         recount = extra.pop("_pie_point", None)
         if cell.get("pie"):
-            votes = pd.read_csv(cell["pie"])
+            votes = pies[i]
             pie, ties = int(votes["pie"].sum()), int(votes["tie"].sum())
             if recount != pie:  # the PIE file and the predictions disagree
-                raise ValueError(
-                    f"{cell['pie']}: {pie} PIEs, but its populations' predictions "
-                    f"give {recount:.0f}; rebuild it with "
-                    f"`snakemake {cell['pie']} --forcerun vote_pies`"
+                raise contract_error(
+                    cell["pie"],
+                    f"{pie} PIEs, but its populations' predictions give {recount:.0f}",
+                    "vote_pies",
                 )
         elif schedule != "dense":
             n_ex = models.preds.shape[1]
@@ -332,13 +342,46 @@ def write_table(
 # ---------------------------------------------------------------- Table 3
 
 
-def table3(pies: Mapping[int, str | Path], paper: Mapping[str, Any]) -> pd.DataFrame:
-    """Sup / GMP PIE counts: ours, Hooker et al. (2019) and the paper."""
+def _same_examples(frames: Mapping[Any, pd.DataFrame], rule: str | None = None) -> None:
+    """All the per-example tables a table reads cover the same examples."""
+    same_examples([(p, f["index"].to_numpy()) for p, f in frames.items()], rule=rule)
+
+
+def _cell_frames(
+    cells: Sequence[Mapping[str, Any]], kind: Literal["q", "pd"]
+) -> dict[Any, pd.DataFrame]:
+    """The scores (``kind``) and PIE tables of ``cells``, each read once and
+    checked, all of the same examples."""
+    frames: dict[Any, pd.DataFrame] = {}
+    for cell in cells:
+        if cell["scores"] not in frames:
+            frames[cell["scores"]] = load_scores(cell["scores"], kind)
+        if cell.get("pie") and cell["pie"] not in frames:
+            frames[cell["pie"]] = load_pie(cell["pie"])
+    _same_examples(frames)
+    return frames
+
+
+def table3(
+    pies: Mapping[int, str | Path],
+    paper: Mapping[str, Any],
+    *,
+    data: str | Path | None = None,
+) -> pd.DataFrame:
+    """Sup / GMP PIE counts: ours, Hooker et al. (2019) and the paper.
+
+    Every PIE table must cover the test split of the prepared file ``data``
+    (when given) and all must cover the same examples.
+    """
+    from prunelens.data import load_prepared
+
     hooker = paper["table3"]["hooker2019_sup_gmp_pie"]
     ours_paper = paper["table1"]["sup_gmp"]
+    index = None if data is None else load_prepared(data, "test").index
+    tables = {s: load_pie(p, index=index) for s, p in sorted(pies.items())}
+    _same_examples({pies[s]: t for s, t in tables.items()}, "vote_pies")
     rows = []
-    for sparsity, path in sorted(pies.items()):
-        votes = pd.read_csv(path)
+    for sparsity, votes in tables.items():
         rows.append(
             {
                 "sparsity": sparsity,
@@ -380,11 +423,12 @@ def qscore_table(
     """
     from prunelens.analysis import split_summary
 
+    frames = _cell_frames(cells, "q")
     rows = []
     for cell in cells:
-        scores = pd.read_csv(cell["scores"])
+        scores = frames[cell["scores"]]
         if cell.get("pie"):
-            pie = pd.read_csv(cell["pie"])
+            pie = frames[cell["pie"]]
         else:
             pie = pd.DataFrame({"index": scores["index"], "pie": False})
         summaries = split_summary(scores, pie, QSCORE_COLUMNS)
@@ -451,10 +495,10 @@ def depth_table(
     """
     from prunelens.analysis import split_summary
 
+    frames = _cell_frames(cells, "pd")
     rows = []
     for cell in cells:
-        scores = pd.read_csv(cell["scores"])
-        pie = pd.read_csv(cell["pie"])
+        scores, pie = frames[cell["scores"]], frames[cell["pie"]]
         ref = paper["table6"].get(f"{cell['method']}_{cell['group']}", {})
         ref = ref.get(cell["sparsity"], {})
         for definition, col in (("corti", "pd"), ("baldock", "pd_baldock")):
@@ -518,9 +562,11 @@ def depth_wide(df: pd.DataFrame, definition: str) -> pd.DataFrame:
 
 def pie_overlap(cells: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     """Sup versus SCL PIEs per (schedule, sparsity): sizes, shared, IoU."""
+    frames = {p: load_pie(p) for c in cells for p in (c["sup"], c["scl"])}
+    _same_examples(frames, "vote_pies")
     rows = []
     for cell in cells:
-        sup, scl = pd.read_csv(cell["sup"]), pd.read_csv(cell["scl"])
+        sup, scl = frames[cell["sup"]], frames[cell["scl"]]
         counts = pie_class_counts(sup, scl)
         rows.append(
             {

@@ -33,13 +33,13 @@ from torch import Tensor, nn
 
 from prunelens import augment
 from prunelens.checkpoint import fingerprint, load_resume, resume_path, save_resume
+from prunelens.files import load_encoder, load_model
 from prunelens.losses import supcon_loss
 from prunelens.models import (
     Classifier,
     SupConNetwork,
     WideResNetEncoder,
     build_classifier,
-    load_model,
     save_model,
 )
 from prunelens.pruning import (
@@ -766,7 +766,7 @@ def fit_linear_head(
     pre: dict[int, dict[str, Any]] = {}
 
     def build(seed: int) -> Classifier:
-        pre[seed] = torch.load(by_seed[seed], map_location="cpu", weights_only=False)
+        pre[seed] = load_encoder(by_seed[seed])
         enc = WideResNetEncoder(**pre[seed]["arch"])  # draws, as a solo run did
         enc.load_state_dict(pre[seed]["state_dict"])
         return Classifier(enc)

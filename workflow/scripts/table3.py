@@ -9,7 +9,11 @@ if TYPE_CHECKING:
     from snakemake.script import snakemake
 
 with log_to(snakemake.log[0]):
-    long = table3(snakemake.params.pies, load_paper(snakemake.input.paper))
+    long = table3(
+        snakemake.params.pies,
+        load_paper(snakemake.input.paper),
+        data=snakemake.input.data,
+    )
     write_table(
         long,
         table3_wide(long),

@@ -2,7 +2,7 @@
 
 from typing import TYPE_CHECKING
 
-from prunelens.pie import load_population, vote_pies
+from prunelens.pie import load_populations, vote_pies
 from prunelens.runtime import atomic_path, log, log_to
 
 if TYPE_CHECKING:
@@ -10,8 +10,7 @@ if TYPE_CHECKING:
 
 with log_to(snakemake.log[0]):
     votes = vote_pies(
-        load_population(snakemake.input.dense),
-        load_population(snakemake.input.pruned),
+        *load_populations([snakemake.input.dense, snakemake.input.pruned]),
         tie_break=snakemake.params.tie_break,
     )
     with atomic_path(snakemake.output[0]) as tmp:
