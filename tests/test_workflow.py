@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -312,3 +313,29 @@ def test_a_block_of_seeds_trains_in_one_job_and_matches_the_per_seed_models(
         rel = float((flat[0] - flat[1]).norm() / flat[1].norm())
         assert rel <= 1e-3, rel
     assert not list(tmp_path.glob("results/models/**/resume*.pt"))
+
+
+def test_a_pie_table_cut_to_half_its_rows_stops_table3_with_one_line(
+    tiny_run, tmp_path
+):
+    """Issue 13: a short PIE table no longer rebuilds Table 3 with exit 0."""
+    work, _, files = tiny_run
+    rel = "results/pie/sup/gmp/s50.csv"
+    pie = work / rel
+    kept = tmp_path / "s50.csv"
+    shutil.copy2(pie, kept)
+    lines = pie.read_text().splitlines(keepends=True)
+    pie.write_text("".join(lines[:31]))  # the header and 30 of the 60 rows
+    rerun = ("-c1", "results/tables/table3.csv", "--forcerun", "table3")
+    try:
+        proc = run_snakemake(work, *rerun, configfiles=files)
+    finally:
+        shutil.copy2(kept, pie)  # content and time as the workflow wrote it
+    assert proc.returncode != 0
+    log = (work / "results/logs/table3.log").read_text()
+    assert (
+        f"{rel}: 30 rows, but the test split has 60 examples; rebuild it with: "
+        f"snakemake {rel} --forcerun vote_pies\n"
+    ) in log
+    # Table 3 again for any test after this one
+    assert run_snakemake(work, *rerun, configfiles=files).returncode == 0
