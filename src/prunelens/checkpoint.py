@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from prunelens.runtime import atomic_path
+from prunelens.runtime import atomic_path, clean_stale_temps
 
 log = logging.getLogger("prunelens.checkpoint")
 
@@ -90,5 +90,7 @@ def load_resume(path: Path, want: str, device: str) -> dict[str, Any] | None:
 
 
 def save_resume(path: Path, want: str, state: Mapping[str, Any]) -> None:
+    # The resume file is no declared output: its killed writes are cleaned here.
+    clean_stale_temps([path])
     with atomic_path(path) as tmp:
         torch.save({"fingerprint": want, **state}, tmp)

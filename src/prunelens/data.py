@@ -26,11 +26,14 @@ import gzip
 import hashlib
 import http.client
 import io
+import logging
 import os
 import pickle
 import tarfile
+import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 import zipfile
@@ -44,6 +47,10 @@ from typing import IO, Any, Literal
 import numpy as np
 from PIL import Image
 from tqdm import tqdm
+
+from prunelens.runtime import atomic_path
+
+log = logging.getLogger("prunelens.data")
 
 __all__ = [
     "CLASSES",
@@ -224,17 +231,10 @@ def _temp_path(path: Path, suffix: str) -> Path:
 
 def _write_atomically(path: Path, write: Callable[[IO[bytes]], None]) -> None:
     """Write via a temp file beside ``path`` and ``os.replace``: never partial."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temp_path(path, ".tmp")
-    try:
-        with tmp.open("xb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, tmp.open("wb") as f:
+        write(f)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def _write_npz(out: Path, arrays: dict[str, np.ndarray]) -> None:
@@ -501,31 +501,53 @@ def download(
     *,
     md5: str,
     retries: int = 3,
+    deadline: float = 300,
     timeout: float = 60,
     backoff: float = 2.0,
+    progress_every: float = 10,
 ) -> None:
     """Download ``url`` to ``out``, md5-checked, retrying transient failures.
 
-    ``retries`` is the number of tries after the first; waits grow as
-    ``backoff * 2**k`` seconds. Client errors (HTTP 4xx except 408/429) fail at
-    once: retrying cannot fix them. Nothing is left at ``out`` or beside it
-    unless the download succeeds.
+    At most ``retries`` tries after the first, all within ``deadline`` seconds
+    (config ``data.download_timeout``): each try's socket timeout is the
+    smaller of ``timeout`` and the time left, and waits between tries grow as
+    ``backoff * 2**k`` seconds. A checksum mismatch fails at once (another
+    copy from the same server would not differ), as do client errors (HTTP
+    4xx except 408/429). A log line every ``progress_every`` seconds says what
+    is being waited for. Nothing is left at ``out`` or beside it unless the
+    download succeeds.
     """
     out = Path(out)
     want = _expected_digest(md5, "md5")
     out.parent.mkdir(parents=True, exist_ok=True)
+    stop_at = time.monotonic() + deadline
     failures: list[str] = []
     for attempt in range(retries + 1):
         if attempt:
-            time.sleep(backoff * 2 ** (attempt - 1))
+            wait = backoff * 2 ** (attempt - 1)
+            if time.monotonic() + wait >= stop_at:
+                failures.append(f"no time left for another try within {deadline:g} s")
+                break
+            time.sleep(wait)
+        left = stop_at - time.monotonic()
+        if left <= 0:
+            break
+        log.info(
+            "downloading %s (try %d of %d, %.0f s left of the %g s bound)",
+            url, attempt + 1, retries + 1, left, deadline,
+        )  # fmt: skip
         tmp = _temp_path(out, ".part")
         try:
             with tmp.open("xb") as f:
-                got = _fetch(url, f, timeout, out.name)
-            if got == want:
-                os.replace(tmp, out)
-                return
-            failures.append(f"md5 mismatch (expected {want}, got {got})")
+                got = _fetch(url, f, min(timeout, left), out.name, progress_every)
+            if got != want:
+                raise ChecksumError(
+                    f"{out}: md5 mismatch downloading {url} (expected {want}, got "
+                    f"{got}); not retried: a wrong or corrupt file at the server, "
+                    "or a wrong data.official_md5"
+                )
+            os.replace(tmp, out)
+            return
         except urllib.error.HTTPError as exc:
             failures.append(f"HTTP {exc.code} {exc.reason}")
             if 400 <= exc.code < 500 and exc.code not in (408, 429):
@@ -534,28 +556,57 @@ def download(
             failures.append(f"{type(exc).__name__}: {exc}")
         finally:
             tmp.unlink(missing_ok=True)
+    tries = sum(not f.startswith("no time") for f in failures)
     raise DownloadError(
-        f"download of {url} to {out} failed after {len(failures)} "
-        f"tr{'y' if len(failures) == 1 else 'ies'}: {'; '.join(failures)}"
+        f"download of {url} to {out} failed after {tries} "
+        f"tr{'y' if tries == 1 else 'ies'} within the {deadline:g} s bound "
+        f"(data.download_timeout): {'; '.join(failures)}"
     )
 
 
-def _fetch(url: str, f: IO[bytes], timeout: float, label: str) -> str:
-    """Stream ``url`` into ``f`` with a progress bar; return the md5."""
+def _fetch(url: str, f: IO[bytes], timeout: float, label: str, every: float) -> str:
+    """Stream ``url`` into ``f``, logging progress every ``every`` s; the md5."""
     digest = hashlib.md5()
-    with urllib.request.urlopen(url, timeout=timeout) as response:
-        length = response.headers.get("Content-Length")
-        with tqdm(
-            total=int(length) if length else None,
-            unit="B",
-            unit_scale=True,
-            desc=label,
-            disable=None,  # off when stderr is not a terminal (logs, Slurm)
-        ) as bar:
-            while chunk := response.read(1 << 20):
-                f.write(chunk)
-                digest.update(chunk)
-                bar.update(len(chunk))
+    host = urllib.parse.urlsplit(url).netloc
+    started = time.monotonic()
+    # A blocked connect or first read is silent: a heartbeat says so meanwhile.
+    answered = threading.Event()
+
+    def heartbeat() -> None:
+        while not answered.wait(every):
+            log.info(
+                "still waiting for %s (%.0f s; this try gives up after %.0f s)",
+                host, time.monotonic() - started, timeout,
+            )  # fmt: skip
+
+    threading.Thread(target=heartbeat, daemon=True).start()
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            answered.set()
+            length = response.headers.get("Content-Length")
+            total = int(length) if length else None
+            got, last = 0, time.monotonic()
+            with tqdm(
+                total=total,
+                unit="B",
+                unit_scale=True,
+                desc=label,
+                disable=None,  # off when stderr is not a terminal (logs, Slurm)
+            ) as bar:
+                while chunk := response.read(1 << 20):
+                    f.write(chunk)
+                    digest.update(chunk)
+                    bar.update(len(chunk))
+                    got += len(chunk)
+                    if time.monotonic() - last >= every:
+                        last = time.monotonic()
+                        rate = got / max(last - started, 1e-9) / 1e6
+                        of = f" of {total / 1e6:.1f}" if total else ""
+                        log.info(
+                            "%s: %.1f%s MB (%.1f MB/s)", label, got / 1e6, of, rate
+                        )
+    finally:
+        answered.set()
     return digest.hexdigest()
 
 

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import errno
+import glob
 import json
 import logging
 import os
+import shutil
 import sys
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -13,8 +16,10 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "DiskFullError",
     "as_paths",
     "atomic_path",
+    "clean_stale_temps",
     "claim_gpu",
     "keep_freed_memory",
     "log_to",
@@ -28,10 +33,18 @@ log = logging.getLogger("prunelens")
 
 
 @contextlib.contextmanager
-def log_to(path: str | Path | None) -> Iterator[None]:
-    """Send logging and stderr (tracebacks included) to a rule's log file."""
+def log_to(
+    path: str | Path | None, outputs: Iterable[str | Path] = ()
+) -> Iterator[None]:
+    """Send logging and stderr (tracebacks included) to a rule's log file.
+
+    First deletes the temporary files that a killed earlier run left beside
+    the job's ``outputs`` (``clean_stale_temps``), logging each.
+    """
+    outputs = [str(p) for p in outputs]
     if path is None:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+        clean_stale_temps(outputs)
         yield
         return
     Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -43,6 +56,7 @@ def log_to(path: str | Path | None) -> Iterator[None]:
         root.setLevel(logging.INFO)
         old_err, sys.stderr = sys.stderr, fh
         try:
+            clean_stale_temps(outputs)
             yield
         except BaseException:
             log.exception("job failed")
@@ -52,11 +66,58 @@ def log_to(path: str | Path | None) -> Iterator[None]:
             root.removeHandler(handler)
 
 
+class DiskFullError(OSError):
+    """A write that failed for want of space; the message names the file."""
+
+
+def _is_disk_full(err: BaseException | None) -> bool:
+    # torch's zip writer reports ENOSPC as a RuntimeError ("unexpected pos",
+    # "file write failed"); plain writes as OSError. Look down the chain.
+    while err is not None:
+        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        text = str(err)
+        if isinstance(err, RuntimeError) and (
+            "unexpected pos" in text or "file write failed" in text
+        ):
+            return True
+        err = err.__cause__ or err.__context__
+    return False
+
+
+def stale_temps(path: str | Path) -> list[Path]:
+    """Temporary files an interrupted atomic write of ``path`` left beside it:
+    ``.<name>.<random>.tmp`` (and ``.part`` of downloads)."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    return sorted(
+        p
+        for suffix in (".tmp", ".part")
+        for p in path.parent.glob(f".{glob.escape(path.name)}.*{suffix}")
+    )
+
+
+def clean_stale_temps(paths: Iterable[str | Path]) -> list[Path]:
+    """Delete what killed writes of ``paths`` left behind (a kill skips
+    ``atomic_path``'s clean-up); return the files removed."""
+    removed = []
+    for path in paths:
+        for tmp in stale_temps(path):
+            tmp.unlink(missing_ok=True)
+            log.info("removed %s, left by an interrupted write of %s", tmp, path)
+            removed.append(tmp)
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; move it into place on success.
 
-    A job killed or failing mid-write therefore never leaves a partial file.
+    A job killed or failing mid-write therefore never leaves a partial file
+    (a kill may leave the temporary file, which the job's next run deletes:
+    ``clean_stale_temps``). A full disk raises ``DiskFullError`` naming
+    ``path``.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -69,6 +130,14 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     try:
         yield Path(tmp)
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as err:
+        if isinstance(err, DiskFullError) or not _is_disk_full(err):
+            raise
+        free = shutil.disk_usage(path.parent).free
+        raise DiskFullError(
+            f"no space left on device writing {path} "
+            f"({free / 1e6:.0f} MB free in {path.parent}); free space and rerun"
+        ) from err
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

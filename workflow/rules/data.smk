@@ -7,13 +7,14 @@ rule download_cifar10:
         "results/data/cifar-10-python.tar.gz",
     log:
         "results/logs/download_cifar10.log",
-    retries: 2
     localrule: True
     conda:
         "../../envs/prunelens.yaml"
     params:
         url=config["data"]["official_url"],
         md5=config["data"]["official_md5"],
+        # Retries happen inside the job, bounded by this; the rule has none.
+        deadline=config["data"]["download_timeout"],
     script:
         "../scripts/download_cifar10.py"
 

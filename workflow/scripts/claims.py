@@ -16,7 +16,7 @@ NOTE = (
     "a population involved has fewer than 3 models (0: not in the grid)."
 )
 
-with log_to(snakemake.log[0]):
+with log_to(snakemake.log[0], snakemake.output):
     p = snakemake.params
     long = claims_table(
         p.populations,

@@ -1,4 +1,4 @@
-"""Rule download_cifar10: the official archive, md5-checked, with retries."""
+"""Rule download_cifar10: the official archive, md5-checked, retried in a bound."""
 
 from typing import TYPE_CHECKING
 
@@ -8,5 +8,10 @@ from prunelens.runtime import log_to
 if TYPE_CHECKING:
     from snakemake.script import snakemake
 
-with log_to(snakemake.log[0]):
-    download(snakemake.params.url, snakemake.output[0], md5=snakemake.params.md5)
+with log_to(snakemake.log[0], snakemake.output):
+    download(
+        snakemake.params.url,
+        snakemake.output[0],
+        md5=snakemake.params.md5,
+        deadline=snakemake.params.deadline,
+    )

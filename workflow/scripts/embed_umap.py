@@ -8,7 +8,7 @@ from prunelens.runtime import log_to, write_csv
 if TYPE_CHECKING:
     from snakemake.script import snakemake
 
-with log_to(snakemake.log[0]):
+with log_to(snakemake.log[0], snakemake.output):
     write_csv(
         snakemake.output[0],
         umap_cells_frame(

@@ -8,7 +8,7 @@ from prunelens.runtime import log_to
 if TYPE_CHECKING:
     from snakemake.script import snakemake
 
-with log_to(snakemake.log[0]):
+with log_to(snakemake.log[0], snakemake.output):
     fig_pies_by_class(
         snakemake.params.pies,
         rows=snakemake.params.rows,

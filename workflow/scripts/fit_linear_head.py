@@ -8,7 +8,7 @@ from prunelens.train import fit_linear_head
 if TYPE_CHECKING:
     from snakemake.script import snakemake
 
-with log_to(snakemake.log[0]):
+with log_to(snakemake.log[0], snakemake.output):
     fit_linear_head(
         data=snakemake.input.data,
         encoders=as_paths(snakemake.input.encoder),

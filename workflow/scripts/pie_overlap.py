@@ -8,7 +8,7 @@ from prunelens.tables import pie_overlap, write_table
 if TYPE_CHECKING:
     from snakemake.script import snakemake
 
-with log_to(snakemake.log[0]):
+with log_to(snakemake.log[0], snakemake.output):
     long = pie_overlap(snakemake.params.cells)
     write_table(
         long,

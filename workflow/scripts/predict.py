@@ -8,7 +8,7 @@ from prunelens.runtime import log, log_to
 if TYPE_CHECKING:
     from snakemake.script import snakemake
 
-with log_to(snakemake.log[0]):
+with log_to(snakemake.log[0], snakemake.output):
     accs = predict_files(
         models=snakemake.input.models,
         outs=snakemake.output,

@@ -8,7 +8,7 @@ from prunelens.runtime import log_to
 if TYPE_CHECKING:
     from snakemake.script import snakemake
 
-with log_to(snakemake.log[0]):
+with log_to(snakemake.log[0], snakemake.output):
     prepare(
         snakemake.params.source,
         snakemake.input.archive,

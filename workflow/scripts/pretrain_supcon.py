@@ -8,7 +8,7 @@ from prunelens.train import pretrain_supcon
 if TYPE_CHECKING:
     from snakemake.script import snakemake
 
-with log_to(snakemake.log[0]):
+with log_to(snakemake.log[0], snakemake.output):
     pretrain_supcon(
         data=snakemake.input.data,
         seeds=snakemake.params.seeds,

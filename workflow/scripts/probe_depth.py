@@ -9,7 +9,7 @@ if TYPE_CHECKING:
     from snakemake.script import snakemake
 
 depth = snakemake.params.depth
-with log_to(snakemake.log[0]):
+with log_to(snakemake.log[0], snakemake.output):
     population_depth_files(
         models=snakemake.input.models,
         predictions=snakemake.input.predictions,

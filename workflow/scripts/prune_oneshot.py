@@ -8,7 +8,7 @@ from prunelens.train import oneshot_finetune
 if TYPE_CHECKING:
     from snakemake.script import snakemake
 
-with log_to(snakemake.log[0]):
+with log_to(snakemake.log[0], snakemake.output):
     oneshot_finetune(
         data=snakemake.input.data,
         dense_models=as_paths(snakemake.input.dense),

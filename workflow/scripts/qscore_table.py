@@ -8,7 +8,7 @@ from prunelens.tables import load_paper, qscore_table, qscore_wide, write_table
 if TYPE_CHECKING:
     from snakemake.script import snakemake
 
-with log_to(snakemake.log[0]):
+with log_to(snakemake.log[0], snakemake.output):
     long = qscore_table(
         snakemake.params.cells,
         load_paper(snakemake.input.paper),

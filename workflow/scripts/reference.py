@@ -9,7 +9,7 @@ from prunelens.runtime import log_to
 if TYPE_CHECKING:
     from snakemake.script import snakemake
 
-with log_to(snakemake.log[0]):
+with log_to(snakemake.log[0], snakemake.output):
     export(
         snakemake.params.populations,
         Path(snakemake.output.arrays).parent,

@@ -8,5 +8,5 @@ from prunelens.runtime import log_to, write_csv
 if TYPE_CHECKING:
     from snakemake.script import snakemake
 
-with log_to(snakemake.log[0]):
+with log_to(snakemake.log[0], snakemake.output):
     write_csv(snakemake.output[0], population_qscores(list(snakemake.input)))

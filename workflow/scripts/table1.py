@@ -14,7 +14,7 @@ from prunelens.tables import (
 if TYPE_CHECKING:
     from snakemake.script import snakemake
 
-with log_to(snakemake.log[0]):
+with log_to(snakemake.log[0], snakemake.output):
     long = table1(
         snakemake.params.cells,
         load_paper(snakemake.input.paper),

@@ -8,7 +8,7 @@ from prunelens.tables import load_paper, table3, table3_wide, write_table
 if TYPE_CHECKING:
     from snakemake.script import snakemake
 
-with log_to(snakemake.log[0]):
+with log_to(snakemake.log[0], snakemake.output):
     long = table3(
         snakemake.params.pies,
         load_paper(snakemake.input.paper),

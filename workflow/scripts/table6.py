@@ -9,7 +9,7 @@ if TYPE_CHECKING:
     from snakemake.script import snakemake
 
 definition = snakemake.params.definition
-with log_to(snakemake.log[0]):
+with log_to(snakemake.log[0], snakemake.output):
     long = depth_table(snakemake.params.cells, load_paper(snakemake.input.paper))
     write_table(
         long,

@@ -8,7 +8,7 @@ from prunelens.train import train_supervised
 if TYPE_CHECKING:
     from snakemake.script import snakemake
 
-with log_to(snakemake.log[0]):
+with log_to(snakemake.log[0], snakemake.output):
     train_supervised(
         data=snakemake.input.data,
         seeds=snakemake.params.seeds,

@@ -8,7 +8,7 @@ from prunelens.runtime import atomic_path, log, log_to
 if TYPE_CHECKING:
     from snakemake.script import snakemake
 
-with log_to(snakemake.log[0]):
+with log_to(snakemake.log[0], snakemake.output):
     votes = vote_pies(
         *load_populations([snakemake.input.dense, snakemake.input.pruned]),
         tie_break=snakemake.params.tie_break,
