@@ -35,7 +35,6 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-import uuid
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator
@@ -48,7 +47,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from prunelens.runtime import atomic_path
+from prunelens.runtime import DiskFullError, atomic_path
 
 log = logging.getLogger("prunelens.data")
 
@@ -221,12 +220,6 @@ def _subset_rows(split: str, labels: np.ndarray, n: int | None) -> np.ndarray:
 
 
 # --------------------------------------------------------------------- output
-
-
-def _temp_path(path: Path, suffix: str) -> Path:
-    # A unique hidden name in the same directory, so os.replace is atomic; made
-    # with open("x") rather than mkstemp so the file gets umask permissions.
-    return path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}{suffix}")
 
 
 def _write_atomically(path: Path, write: Callable[[IO[bytes]], None]) -> None:
@@ -522,6 +515,7 @@ def download(
     out.parent.mkdir(parents=True, exist_ok=True)
     stop_at = time.monotonic() + deadline
     failures: list[str] = []
+    tries = 0
     for attempt in range(retries + 1):
         if attempt:
             wait = backoff * 2 ** (attempt - 1)
@@ -536,27 +530,26 @@ def download(
             "downloading %s (try %d of %d, %.0f s left of the %g s bound)",
             url, attempt + 1, retries + 1, left, deadline,
         )  # fmt: skip
-        tmp = _temp_path(out, ".part")
+        tries += 1
         try:
-            with tmp.open("xb") as f:
+            # Moved into place only when the md5 matches; removed otherwise.
+            with atomic_path(out) as tmp, tmp.open("wb") as f:
                 got = _fetch(url, f, min(timeout, left), out.name, progress_every)
-            if got != want:
-                raise ChecksumError(
-                    f"{out}: md5 mismatch downloading {url} (expected {want}, got "
-                    f"{got}); not retried: a wrong or corrupt file at the server, "
-                    "or a wrong data.official_md5"
-                )
-            os.replace(tmp, out)
+                if got != want:
+                    raise ChecksumError(
+                        f"{out}: md5 mismatch downloading {url} (expected {want}, "
+                        f"got {got}); not retried: a wrong or corrupt file at the "
+                        "server, or a wrong data.official_md5"
+                    )
             return
         except urllib.error.HTTPError as exc:
             failures.append(f"HTTP {exc.code} {exc.reason}")
             if 400 <= exc.code < 500 and exc.code not in (408, 429):
                 break
         except (OSError, http.client.HTTPException) as exc:
+            if isinstance(exc, DiskFullError):
+                raise
             failures.append(f"{type(exc).__name__}: {exc}")
-        finally:
-            tmp.unlink(missing_ok=True)
-    tries = sum(not f.startswith("no time") for f in failures)
     raise DownloadError(
         f"download of {url} to {out} failed after {tries} "
         f"tr{'y' if tries == 1 else 'ies'} within the {deadline:g} s bound "

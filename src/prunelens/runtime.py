@@ -87,7 +87,7 @@ def _is_disk_full(err: BaseException | None) -> bool:
 
 def stale_temps(path: str | Path) -> list[Path]:
     """Temporary files an interrupted atomic write of ``path`` left beside it:
-    ``.<name>.<random>.tmp`` (and ``.part`` of downloads)."""
+    ``.<name>.<random>.tmp`` (and the ``.part`` of earlier versions' downloads)."""
     path = Path(path)
     if not path.parent.is_dir():
         return []
