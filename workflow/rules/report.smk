@@ -5,7 +5,6 @@
 rule table1:
     input:
         table1_inputs,
-        paper=PAPER_TABLES,
     output:
         csv=report(
             "results/tables/table1.csv",
@@ -21,6 +20,7 @@ rule table1:
     resources:
         mem_mb=3000 + N_TEST // 2,
     params:
+        paper=PAPER,
         cells=table1_cells(),
         tie_break=config["pie"]["tie_break"],
         bootstrap={k: config["claims"][k] for k in BOOTSTRAP_KEYS},
@@ -31,7 +31,6 @@ rule table1:
 rule claims:
     input:
         claims_inputs,
-        paper=PAPER_TABLES,
     output:
         csv="results/tables/claims.csv",
         md="results/tables/claims.md",
@@ -48,6 +47,7 @@ rule claims:
     resources:
         mem_mb=3000 + N_TEST // 2,
     params:
+        paper=PAPER,
         populations=claims_populations(),
         grid={"methods": config["methods"], "schedules": config["schedules"]},
         depth_cells=depth_cells(),
@@ -61,7 +61,6 @@ rule claims:
 rule table3:
     input:
         list(table3_pies().values()),
-        paper=PAPER_TABLES,
     output:
         csv=report(
             "results/tables/table3.csv",
@@ -75,6 +74,7 @@ rule table3:
     conda:
         "../../envs/prunelens.yaml"
     params:
+        paper=PAPER,
         pies=table3_pies(),
     script:
         "../scripts/table3.py"
@@ -83,7 +83,6 @@ rule table3:
 rule table4:
     input:
         cell_paths(qscore_cells("scl"), "scores", "pie"),
-        paper=PAPER_TABLES,
     output:
         csv=report(
             "results/tables/table4.csv",
@@ -97,6 +96,7 @@ rule table4:
     conda:
         "../../envs/prunelens.yaml"
     params:
+        paper=PAPER,
         cells=qscore_cells("scl"),
         title="Table 4: representation quality of SCL models (Q, Z, L1)",
         paper_table="table4",
@@ -107,7 +107,6 @@ rule table4:
 rule table5:
     input:
         cell_paths(qscore_cells("sup"), "scores", "pie"),
-        paper=PAPER_TABLES,
     output:
         csv=report(
             "results/tables/table5.csv",
@@ -121,6 +120,7 @@ rule table5:
     conda:
         "../../envs/prunelens.yaml"
     params:
+        paper=PAPER,
         cells=qscore_cells("sup"),
         title="Table 5: representation quality of Sup models (Q, Z, L1)",
         paper_table="table5",
@@ -131,7 +131,6 @@ rule table5:
 rule table6:
     input:
         cell_paths(depth_cells(), "scores", "pie"),
-        paper=PAPER_TABLES,
     output:
         csv=report(
             "results/tables/table6.csv",
@@ -145,6 +144,7 @@ rule table6:
     conda:
         "../../envs/prunelens.yaml"
     params:
+        paper=PAPER,
         cells=depth_cells(),
         definition=ANALYSIS["depth"]["definition"],
     script:

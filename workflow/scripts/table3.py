@@ -3,13 +3,13 @@
 from typing import TYPE_CHECKING
 
 from prunelens.runtime import log_to
-from prunelens.tables import load_paper, table3, table3_wide, write_table
+from prunelens.tables import table3, table3_wide, write_table
 
 if TYPE_CHECKING:
     from snakemake.script import snakemake
 
 with log_to(snakemake.log[0]):
-    long = table3(snakemake.params.pies, load_paper(snakemake.input.paper))
+    long = table3(snakemake.params.pies, snakemake.params.paper)
     write_table(
         long,
         table3_wide(long),
