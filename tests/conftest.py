@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import yaml
 
-from prunelens.data import CLASSES
+from prunelens.data import CLASSES, make_synthetic_images_archive
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "workflow/schemas/config.schema.yaml"
@@ -38,23 +38,70 @@ def paper_config() -> dict[str, Any]:
 
 
 def run_snakemake(
-    workdir: Path, *args: str, configfiles: list[Path], timeout: float = 600
+    workdir: Path,
+    *args: str,
+    configfiles: list[Path],
+    timeout: float = 600,
+    snakefile: Path = REPO / "Snakefile",
 ) -> subprocess.CompletedProcess[str]:
-    """Run the repo's workflow with ``workdir`` as working directory."""
+    """Run the repo's workflow with ``workdir`` as working directory (no
+    ``configfiles``: Snakemake reads ``workdir``/config.yaml)."""
     cmd = [
         SNAKEMAKE,
         "--snakefile",
-        str(REPO / "Snakefile"),
+        str(snakefile),
         "--directory",
         str(workdir),
-        "--configfile",
-        *map(str, configfiles),
+        *(["--configfile", *map(str, configfiles)] if configfiles else []),
         *args,
     ]
     env = {k: v for k, v in os.environ.items() if k != "SNAKEMAKE_PROFILE"}
     return subprocess.run(
         cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=workdir
     )
+
+
+# 120 training images: 4 steps per epoch at batch 32
+TINY = {
+    "data": {"images_sha256": None},
+    "model": {"depth": 10, "width": 2},
+    "seeds": [0, 1],
+    "schedules": {
+        "sup": {"gmp": [50], "oneshot": [50]},
+        "scl": {"gmp": [50], "delayed_gmp": [50], "oneshot": [50]},
+    },
+    "sup": {"epochs": 1, "batch_size": 32, "lr": 0.05, "milestones": []},
+    "scl": {
+        "pretrain": {"epochs": 2, "batch_size": 32},
+        "head": {"epochs": 1, "batch_size": 32, "milestones": []},
+    },
+    "gmp": {
+        "sup": {"begin": 1, "end": 4, "frequency": 1},
+        "scl": {"begin": 1, "end": 4, "frequency": 1},
+        "scl_delayed": {"begin": 5, "end": 8, "frequency": 1},
+        "scl_head": {"begin": 1, "end": 4, "frequency": 1},
+    },
+    "oneshot": {"epochs": 1, "batch_size": 32},
+    # 30 of the 60 test images, evenly spaced: 3 per class
+    "analysis": {"depth": {"models": 2}, "umap": {"max_examples": 30}},
+    "eval_batch_size": 256,
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """The whole workflow run once on a synthetic archive (tests/test_workflow.py,
+    tests/test_dag.py): (working dir, its overlay, the config files)."""
+    work = tmp_path_factory.mktemp("wf")
+    archive = work / "tiny-images.tar.gz"
+    make_synthetic_images_archive(archive, n_train_per_class=12, n_test_per_class=6)
+    overlay = work / "tiny.yaml"
+    cfg = {**TINY, "data": {**TINY["data"], "images_archive": str(archive)}}
+    overlay.write_text(yaml.safe_dump(cfg))
+    files = [REPO / "config.yaml", overlay]
+    proc = run_snakemake(work, "-c2", "all", configfiles=files)
+    assert proc.returncode == 0, proc.stderr[-5000:]
+    return work, overlay, files
 
 
 @pytest.fixture(scope="session")

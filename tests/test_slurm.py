@@ -24,8 +24,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from conftest import REPO, SNAKEMAKE, deep_merge
-from test_workflow import TINY
+from conftest import REPO, SNAKEMAKE, TINY, deep_merge
 
 from prunelens.data import make_synthetic_images_archive
 

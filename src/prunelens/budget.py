@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from prunelens.study import Grid
+from prunelens.study import SPLIT_SIZES, Grid
 
 __all__ = ["H200", "Rates", "image_steps", "n_models", "project", "table"]
 
-CIFAR10_TRAIN, CIFAR10_TEST = 50_000, 10_000
+CIFAR10_TRAIN, CIFAR10_TEST = SPLIT_SIZES["train"], SPLIT_SIZES["test"]
 
 
 @dataclass(frozen=True)

@@ -1,31 +1,107 @@
-"""Configuration checks that fail with one line naming the key.
+"""Configuration checks that fail with one line naming the key or file.
 
 Pure Python (no torch): ``workflow/rules/common.smk`` imports it at parse
 time, before any job runs. Snakemake's own ``validate`` then runs on a config
 already known to be good, so users never see its schema dump.
+
+``python -m prunelens.config FILE ...`` checks config files alone: for a file
+given with ``--configfile`` or by a profile, Snakemake reports bad YAML
+before the workflow starts and without the file's name.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import sys
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import yaml
 
-from prunelens.study import GMP_LOOP, GMP_SECTION, HEAD_GMP_SECTION, Grid
+from prunelens.runtime import atomic_path
+from prunelens.study import GMP_LOOP, GMP_SECTION, HEAD_GMP_SECTION, SPLIT_SIZES, Grid
 
-__all__ = ["ConfigError", "check", "key_path", "load_schema"]
+__all__ = [
+    "SCALE_MARKER",
+    "ConfigError",
+    "check",
+    "check_config_files",
+    "key_path",
+    "load_schema",
+    "load_yaml",
+    "record_scale",
+    "scale_conflict",
+]
+
+# Which scale's results the working directory's results/ holds.
+SCALE_MARKER = "results/scale.txt"
 
 
 class ConfigError(ValueError):
     """A bad configuration value; the message is one line naming the key."""
 
 
+def _duplicate_key(node: yaml.Node, where: str = "") -> str | None:
+    """The first key given twice in one mapping of ``node``, as a message."""
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[Any, int] = {}
+        for key, value in node.value:
+            name = key.value if isinstance(key, yaml.ScalarNode) else None
+            path = f"{where}.{name}" if where else str(name)
+            line = key.start_mark.line + 1
+            if name is not None and name != "<<":  # "<<" merges, not a key
+                if name in seen:
+                    return (
+                        f"key '{path}' given twice (lines {seen[name]} and {line}; "
+                        "YAML keeps only the last)"
+                    )
+                seen[name] = line
+            if found := _duplicate_key(value, path):
+                return found
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            if found := _duplicate_key(item, f"{where}[{i}]"):
+                return found
+    return None
+
+
+def load_yaml(path: str | Path, what: str = "file") -> Any:
+    """A YAML file's content; ConfigError naming the file if it is not valid
+    YAML or gives a key twice (YAML loaders keep the last one silently)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{what} '{path}': cannot read it ({exc.strerror})") from exc
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        found = None if node is None else _duplicate_key(node)
+        if found:
+            raise ConfigError(f"{what} '{path}': {found}")
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(
+            f"{what} '{path}': not valid YAML ({at}{problem})".replace("\n", " ")
+        ) from exc
+
+
+def check_config_files(paths: Iterable[str | Path]) -> None:
+    """Each config file is valid YAML, a mapping and gives no key twice."""
+    for path in paths:
+        content = load_yaml(path, what="config file")
+        if not isinstance(content, dict):
+            got = "nothing" if content is None else f"a {type(content).__name__}"
+            raise ConfigError(
+                f"config file '{path}': must be a mapping of keys to values "
+                f"('key: value' lines), got {got}"
+            )
+
+
 def load_schema(path: str | Path) -> dict[str, Any]:
-    with open(path) as fh:
-        return yaml.safe_load(fh)
+    return load_yaml(path, what="schema")
 
 
 def key_path(parts: Any) -> str:
@@ -51,14 +127,29 @@ def _schema_error(config: Mapping[str, Any], schema: dict[str, Any]) -> str | No
     while err.context:
         err = jsonschema.exceptions.best_match(err.context)
     if err.validator in ("additionalProperties", "unevaluatedProperties"):
-        known = set(err.schema.get("properties", {}))
+        known = _known_keys(err.schema, schema)
         extra = sorted(set(err.instance) - known)
         where = key_path(err.absolute_path)
         return f"config key '{where}': unknown key(s) {', '.join(map(repr, extra))}"
     return f"config key '{key_path(err.absolute_path)}': {err.message}"
 
 
-_TRAIN_SIZE = 50_000  # CIFAR-10's training split, both sources
+def _known_keys(sub: Mapping[str, Any], root: Mapping[str, Any]) -> set[str]:
+    """The keys a (sub)schema declares, with those of the definitions it
+    pulls in by ``$ref`` or ``allOf`` (``unevaluatedProperties`` sees them)."""
+    known = set(sub.get("properties", {}))
+    ref = sub.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/"):
+        target: Any = root
+        for part in ref[2:].split("/"):
+            target = target[part.replace("~1", "/").replace("~0", "~")]
+        known |= _known_keys(target, root)
+    for part in sub.get("allOf", []):
+        known |= _known_keys(part, root)
+    return known
+
+
+_TRAIN_SIZE = SPLIT_SIZES["train"]
 
 
 def _gmp_users() -> dict[str, list[tuple[str, str]]]:
@@ -105,6 +196,13 @@ def _cross_checks(config: Mapping[str, Any]) -> str | None:
         if method not in config["schedules"]:
             return f"config key 'schedules': no schedules listed for method '{method}'"
     data = config["data"]
+    for split, size in SPLIT_SIZES.items():
+        n = data[f"subset_{split}"]
+        if n is not None and n > size:
+            return (
+                f"config key 'data.subset_{split}': {n} exceeds the {size} images "
+                f"of CIFAR-10's {split} split (null: all of them)"
+            )
     if data["source"] == "images" and not Path(data["images_archive"]).is_file():
         return (
             f"config key 'data.images_archive': no such file "
@@ -147,6 +245,45 @@ def check(config: Mapping[str, Any], schema_path: str | Path) -> None:
         raise ConfigError(message.replace("\n", " "))
 
 
+def scale_conflict(marker: str | Path, scale: str) -> str | None:
+    """Why a run of ``scale`` must not write into the results ``marker``
+    describes (another scale's), or None."""
+    marker = Path(marker)
+    try:
+        held = marker.read_text().strip()
+    except FileNotFoundError:
+        return None
+    if held == scale:
+        return None
+    return (
+        f"{marker}: {marker.parent}/ holds the {held!r} scale's results and this "
+        f"run is the {scale!r} scale, whose jobs would overwrite them; add "
+        "--config replace_scale=True to replace them, or keep both by running "
+        "in another folder (--directory DIR)"
+    )
+
+
+def record_scale(marker: str | Path, scale: str) -> None:
+    with atomic_path(marker) as tmp:
+        tmp.write_text(f"{scale}\n")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m prunelens.config FILE ...``: one line per bad file."""
+    paths = list(sys.argv[1:] if argv is None else argv)
+    if not paths:
+        print("usage: python -m prunelens.config CONFIG.yaml ...", file=sys.stderr)
+        return 2
+    bad = 0
+    for path in paths:
+        try:
+            check_config_files([path])
+        except ConfigError as err:
+            print(err, file=sys.stderr)
+            bad += 1
+    return 1 if bad else 0
+
+
 def seed_blocks(seeds: Sequence[int], per_job: int) -> list[list[int]]:
     """The seeds cut in order into blocks of ``per_job`` (the last may be short).
 
@@ -169,3 +306,7 @@ def seed_pattern_excluding(seeds: Sequence[int]) -> str:
     if not seeds:
         return r"\d+"
     return rf"(?!(?:{'|'.join(str(int(s)) for s in seeds)})\b)\d+"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -24,9 +24,13 @@ __all__ = [
     "PRUNED_SCHEDULES",
     "SCHEDULES",
     "SCHEDULE_LABELS",
+    "SPLIT_SIZES",
     "Grid",
     "group_label",
 ]
+
+# CIFAR-10's images per split (both sources); a null data.subset_* is all of them.
+SPLIT_SIZES = {"train": 50_000, "test": 10_000}
 
 METHODS = ("sup", "scl")  # cross-entropy; supervised contrastive (SupCon)
 # Every schedule; "dense" (s0) is implied for every method and never listed.

@@ -29,6 +29,10 @@ rule score_q:
         "results/logs/score_q/{method}/{schedule}/s{sparsity}.log",
     conda:
         "../../envs/prunelens.yaml"
+    # Unused, but profiles/slurm groups score_q with predict and probe_depth,
+    # and Snakemake refuses a group whose jobs disagree on a string resource.
+    resources:
+        **job_resources(),
     script:
         "../scripts/score_q.py"
 

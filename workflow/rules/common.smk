@@ -1,11 +1,21 @@
 # Parse-time helpers: config checks, the experimental grid, input functions.
 # No torch here (it would slow every dry run); logic lives in src/prunelens.
 
+import sys
 from pathlib import Path
 
 from snakemake.utils import validate
 
-from prunelens.config import check, seed_blocks, seed_pattern_excluding
+from prunelens.config import (
+    SCALE_MARKER,
+    ConfigError,
+    check,
+    load_yaml,
+    record_scale,
+    scale_conflict,
+    seed_blocks,
+    seed_pattern_excluding,
+)
 from prunelens.study import (
     FIGURE_COLUMNS,
     GMP_SECTION,
@@ -13,6 +23,7 @@ from prunelens.study import (
     METHODS,
     PRUNED_SCHEDULES,
     SCHEDULES,
+    SPLIT_SIZES,
     Grid,
 )
 
@@ -22,6 +33,23 @@ check(config, Path(workflow.basedir) / "workflow/schemas/config.schema.yaml")
 
 
 validate(config, "../schemas/config.schema.yaml")
+
+
+# A run of one scale must not overwrite another scale's results/. Whether this
+# command runs jobs is known only once it starts (onstart: real runs only, not
+# -n, --lint or --report): a dry run warns, a run stops before its first job.
+SCALE_CONFLICT = (
+    None if config["replace_scale"] else scale_conflict(SCALE_MARKER, config["scale"])
+)
+if SCALE_CONFLICT:
+    print(f"Warning: {SCALE_CONFLICT}", file=sys.stderr)
+
+
+def claim_results_for_this_scale():
+    """Called when a run starts its jobs (the Snakefile's onstart)."""
+    if SCALE_CONFLICT:
+        raise ConfigError(SCALE_CONFLICT)
+    record_scale(SCALE_MARKER, config["scale"])
 
 
 # The fixed vocabulary, not config lists: any single file stays requestable.
@@ -35,8 +63,10 @@ wildcard_constraints:
 SEEDS = config["seeds"]
 ANALYSIS = config["analysis"]
 DEPTH_SEEDS = SEEDS[: ANALYSIS["depth"]["models"]]  # PD uses the first N models
-# Shipped with the workflow, so found from the Snakefile, not the working dir.
-PAPER_TABLES = str(Path(workflow.basedir) / "workflow/resources/paper-tables.yaml")
+# The paper's numbers, shipped with the workflow (found from the Snakefile),
+# reach the table rules as params: their values, not a path on this machine,
+# so a finished run copied or moved elsewhere plans nothing.
+PAPER = load_yaml(Path(workflow.basedir) / "workflow/resources/paper-tables.yaml")
 # The bootstrap settings Table 1's PIE CIs share with the claims.
 BOOTSTRAP_KEYS = ("n_resamples", "confidence", "random_state")
 # Per method, per schedule, the sparsities trained (config `schedules`).
@@ -58,12 +88,31 @@ def one_seed(wildcards):
     return [int(wildcards.seed)]
 
 
-def stage_resources(stage):
-    """The resources a profile or --set-resources gives the per-seed rules of
-    ``stage``; its block rules (named by their seeds, which no profile can
-    know) take the same."""
+# How and where a job runs, not what it computes (precision, which does
+# change results, stays a param). Jobs read them as snakemake.resources.<name>;
+# Snakemake never compares resources with an earlier run's, so changing one
+# reruns no job (README, Configuration: untracked).
+UNTRACKED = {
+    "device": config["device"],
+    "compile": config["compile"],
+    "eval_batch_size": config["eval_batch_size"],
+}
+
+
+def job_resources(**own):
+    """A job's resources: ``own`` and the untracked values."""
+    return {**own, **UNTRACKED}
+
+
+def stage_resources(stage, **own):
+    """Resources of the block rules of ``stage`` (named by their seeds, which
+    no profile can know): ``job_resources`` plus what a profile or
+    --set-resources gives the stage's per-seed rule."""
     given = workflow.resource_settings.overwrite_resources.get(stage, {})
-    return {k: getattr(given[k], "value", given[k]) for k in given}
+    return {
+        **job_resources(**own),
+        **{k: getattr(given[k], "value", given[k]) for k in given},
+    }
 
 
 def cells(method):
@@ -72,8 +121,8 @@ def cells(method):
 
 
 # Sizes behind the resource requests (null subsets: all of CIFAR-10).
-N_TRAIN = config["data"]["subset_train"] or 50000
-N_TEST = config["data"]["subset_test"] or 10000
+N_TRAIN = config["data"]["subset_train"] or SPLIT_SIZES["train"]
+N_TEST = config["data"]["subset_test"] or SPLIT_SIZES["test"]
 # A training job holds the uint8 training set and a few copies of batches.
 TRAIN_MEM_MB = 2000 + N_TRAIN // 25
 

@@ -10,11 +10,13 @@ rule download_cifar10:
     localrule: True
     conda:
         "../../envs/prunelens.yaml"
+    resources:
+        # Untracked: how long to wait cannot change the archive. Retries
+        # happen inside the job, bounded by this; the rule has none.
+        download_timeout=config["data"]["download_timeout"],
     params:
         url=config["data"]["official_url"],
         md5=config["data"]["official_md5"],
-        # Retries happen inside the job, bounded by this; the rule has none.
-        deadline=config["data"]["download_timeout"],
     script:
         "../scripts/download_cifar10.py"
 
@@ -33,8 +35,17 @@ rule prepare_cifar10:
         mem_mb=2000 + (N_TRAIN + N_TEST) // 30,  # 4000 for all of CIFAR-10
     params:
         source=config["data"]["source"],
-        sha256=config["data"]["images_sha256"],
-        md5=config["data"]["official_md5"],
+        # only the checksum of the archive read: the other cannot change it
+        sha256=(
+            config["data"]["images_sha256"]
+            if config["data"]["source"] == "images"
+            else None
+        ),
+        md5=(
+            config["data"]["official_md5"]
+            if config["data"]["source"] == "official"
+            else None
+        ),
         subset_train=config["data"]["subset_train"],
         subset_test=config["data"]["subset_test"],
     script:

@@ -21,12 +21,12 @@ rule predict:
         "../../envs/prunelens.yaml"
     threads: 1
     resources:
-        runtime=job_runtime(len(SEEDS) * N_TEST, 0.05, 1.5),
-        mem_mb=2000 + N_TEST // 10,
+        **job_resources(
+            runtime=job_runtime(len(SEEDS) * N_TEST, 0.05, 1.5),
+            mem_mb=2000 + N_TEST // 10,
+        ),
     params:
         norm={"mean": config["data"]["mean"], "std": config["data"]["std"]},
-        device=config["device"],
-        batch=config["eval_batch_size"],
     script:
         "../scripts/predict.py"
 
@@ -54,14 +54,16 @@ rule probe_depth:
         "../../envs/prunelens.yaml"
     threads: 1
     resources:
-        runtime=job_runtime(len(DEPTH_SEEDS) * (N_TRAIN + N_TEST), 0.1, 5),
-        mem_mb=3000 + N_TRAIN // 20,
+        **job_resources(
+            runtime=job_runtime(len(DEPTH_SEEDS) * (N_TRAIN + N_TEST), 0.1, 5),
+            mem_mb=3000 + N_TRAIN // 20,
+        ),
     params:
-        depth=config["analysis"]["depth"],
+        # both definitions are always computed: `definition` is for the tables
+        k=config["analysis"]["depth"]["k"],
+        probe_data=config["analysis"]["depth"]["probe_data"],
         augment=config["sup"]["augment"],
         norm={"mean": config["data"]["mean"], "std": config["data"]["std"]},
         seeds=DEPTH_SEEDS,
-        device=config["device"],
-        batch=config["eval_batch_size"],
     script:
         "../scripts/probe_depth.py"

@@ -5,7 +5,6 @@
 rule table1:
     input:
         table1_inputs,
-        paper=PAPER_TABLES,
     output:
         csv=report(
             "results/tables/table1.csv",
@@ -21,6 +20,7 @@ rule table1:
     resources:
         mem_mb=3000 + N_TEST // 2,
     params:
+        paper=PAPER,
         cells=table1_cells(),
         tie_break=config["pie"]["tie_break"],
         bootstrap={k: config["claims"][k] for k in BOOTSTRAP_KEYS},
@@ -31,7 +31,6 @@ rule table1:
 rule claims:
     input:
         claims_inputs,
-        paper=PAPER_TABLES,
     output:
         csv="results/tables/claims.csv",
         md="results/tables/claims.md",
@@ -48,6 +47,7 @@ rule claims:
     resources:
         mem_mb=3000 + N_TEST // 2,
     params:
+        paper=PAPER,
         populations=claims_populations(),
         grid={"methods": config["methods"], "schedules": config["schedules"]},
         depth_cells=depth_cells(),
@@ -61,7 +61,6 @@ rule claims:
 rule table3:
     input:
         list(table3_pies().values()),
-        paper=PAPER_TABLES,
         data="results/data/cifar10.npz",  # the test split the PIE tables cover
     output:
         csv=report(
@@ -76,6 +75,7 @@ rule table3:
     conda:
         "../../envs/prunelens.yaml"
     params:
+        paper=PAPER,
         pies=table3_pies(),
     script:
         "../scripts/table3.py"
@@ -84,7 +84,6 @@ rule table3:
 rule table4:
     input:
         cell_paths(qscore_cells("scl"), "scores", "pie"),
-        paper=PAPER_TABLES,
     output:
         csv=report(
             "results/tables/table4.csv",
@@ -98,6 +97,7 @@ rule table4:
     conda:
         "../../envs/prunelens.yaml"
     params:
+        paper=PAPER,
         cells=qscore_cells("scl"),
         title="Table 4: representation quality of SCL models (Q, Z, L1)",
         paper_table="table4",
@@ -108,7 +108,6 @@ rule table4:
 rule table5:
     input:
         cell_paths(qscore_cells("sup"), "scores", "pie"),
-        paper=PAPER_TABLES,
     output:
         csv=report(
             "results/tables/table5.csv",
@@ -122,6 +121,7 @@ rule table5:
     conda:
         "../../envs/prunelens.yaml"
     params:
+        paper=PAPER,
         cells=qscore_cells("sup"),
         title="Table 5: representation quality of Sup models (Q, Z, L1)",
         paper_table="table5",
@@ -132,7 +132,6 @@ rule table5:
 rule table6:
     input:
         cell_paths(depth_cells(), "scores", "pie"),
-        paper=PAPER_TABLES,
     output:
         csv=report(
             "results/tables/table6.csv",
@@ -146,6 +145,7 @@ rule table6:
     conda:
         "../../envs/prunelens.yaml"
     params:
+        paper=PAPER,
         cells=depth_cells(),
         definition=ANALYSIS["depth"]["definition"],
     script:

@@ -8,7 +8,8 @@
 # block of seeds (named <stage>_seeds<first>_<last>) whose job trains the
 # block's models together (prunelens.stacked) and writes each seed the files
 # of the per-seed rule. Block rules take the resources that a profile or
-# --set-resources gives their stage's per-seed rule.
+# --set-resources gives their stage's per-seed rule. device, compile and
+# eval_batch_size come as resources (common.smk, UNTRACKED), not params.
 
 SUP_MODEL = "results/models/sup/{schedule}/s{sparsity}/seed{seed}/model.pt"
 SUP_METRICS = "results/models/sup/{schedule}/s{sparsity}/seed{seed}/metrics.json"
@@ -36,18 +37,17 @@ rule train_supervised:
         "../../envs/prunelens.yaml"
     threads: 1
     resources:
-        runtime=job_runtime(config["sup"]["epochs"] * N_TRAIN, 0.3, 7.5),
-        mem_mb=TRAIN_MEM_MB,
+        **job_resources(
+            runtime=job_runtime(config["sup"]["epochs"] * N_TRAIN, 0.3, 7.5),
+            mem_mb=TRAIN_MEM_MB,
+        ),
     params:
         seeds=one_seed,
         arch=config["model"],
         hp=config["sup"],
         norm=NORM,
         gmp=gmp_params("sup"),
-        device=config["device"],
         precision=config["precision"],
-        compile=config["compile"],
-        eval_batch_size=config["eval_batch_size"],
     script:
         "../scripts/train_supervised.py"
 
@@ -70,21 +70,20 @@ for block in STACKED_BLOCKS:
             "../../envs/prunelens.yaml"
         threads: 1
         resources:
-            **stage_resources("train_supervised"),
-            runtime=job_runtime(
-                len(block) * config["sup"]["epochs"] * N_TRAIN, 0.3, 7.5
+            **stage_resources(
+                "train_supervised",
+                runtime=job_runtime(
+                    len(block) * config["sup"]["epochs"] * N_TRAIN, 0.3, 7.5
+                ),
+                mem_mb=TRAIN_MEM_MB + 200 * len(block),
             ),
-            mem_mb=TRAIN_MEM_MB + 200 * len(block),
         params:
             seeds=block,
             arch=config["model"],
             hp=config["sup"],
             norm=NORM,
             gmp=gmp_params("sup"),
-            device=config["device"],
             precision=config["precision"],
-            compile=config["compile"],
-            eval_batch_size=config["eval_batch_size"],
         script:
             "../scripts/train_supervised.py"
 
@@ -103,17 +102,19 @@ rule pretrain_supcon:
         "../../envs/prunelens.yaml"
     threads: 1
     resources:
-        runtime=job_runtime(config["scl"]["pretrain"]["epochs"] * N_TRAIN, 0.45, 15),
-        mem_mb=TRAIN_MEM_MB + 4 * config["scl"]["pretrain"]["batch_size"],
+        **job_resources(
+            runtime=job_runtime(
+                config["scl"]["pretrain"]["epochs"] * N_TRAIN, 0.45, 15
+            ),
+            mem_mb=TRAIN_MEM_MB + 4 * config["scl"]["pretrain"]["batch_size"],
+        ),
     params:
         seeds=one_seed,
         arch=config["model"],
         hp=config["scl"]["pretrain"],
         norm=NORM,
         gmp=gmp_params("scl"),
-        device=config["device"],
         precision=config["precision"],
-        compile=config["compile"],
     script:
         "../scripts/pretrain_supcon.py"
 
@@ -135,21 +136,23 @@ for block in STACKED_BLOCKS:
             "../../envs/prunelens.yaml"
         threads: 1
         resources:
-            **stage_resources("pretrain_supcon"),
-            runtime=job_runtime(
-                len(block) * config["scl"]["pretrain"]["epochs"] * N_TRAIN, 0.45, 15
+            **stage_resources(
+                "pretrain_supcon",
+                runtime=job_runtime(
+                    len(block) * config["scl"]["pretrain"]["epochs"] * N_TRAIN,
+                    0.45,
+                    15,
+                ),
+                mem_mb=TRAIN_MEM_MB
+                + len(block) * (200 + 4 * config["scl"]["pretrain"]["batch_size"]),
             ),
-            mem_mb=TRAIN_MEM_MB
-            + len(block) * (200 + 4 * config["scl"]["pretrain"]["batch_size"]),
         params:
             seeds=block,
             arch=config["model"],
             hp=config["scl"]["pretrain"],
             norm=NORM,
             gmp=gmp_params("scl"),
-            device=config["device"],
             precision=config["precision"],
-            compile=config["compile"],
         script:
             "../scripts/pretrain_supcon.py"
 
@@ -170,18 +173,17 @@ rule fit_linear_head:
         "../../envs/prunelens.yaml"
     threads: 1
     resources:
-        runtime=job_runtime(config["scl"]["head"]["epochs"] * N_TRAIN, 0.1, 2.5),
-        mem_mb=TRAIN_MEM_MB,
+        **job_resources(
+            runtime=job_runtime(config["scl"]["head"]["epochs"] * N_TRAIN, 0.1, 2.5),
+            mem_mb=TRAIN_MEM_MB,
+        ),
     params:
         seeds=one_seed,
         hp=config["scl"]["head"],
         augment=config["sup"]["augment"],
         norm=NORM,
         gmp=head_gmp_params,
-        device=config["device"],
         precision=config["precision"],
-        compile=config["compile"],
-        eval_batch_size=config["eval_batch_size"],
     script:
         "../scripts/fit_linear_head.py"
 
@@ -205,21 +207,20 @@ for block in STACKED_BLOCKS:
             "../../envs/prunelens.yaml"
         threads: 1
         resources:
-            **stage_resources("fit_linear_head"),
-            runtime=job_runtime(
-                len(block) * config["scl"]["head"]["epochs"] * N_TRAIN, 0.1, 2.5
+            **stage_resources(
+                "fit_linear_head",
+                runtime=job_runtime(
+                    len(block) * config["scl"]["head"]["epochs"] * N_TRAIN, 0.1, 2.5
+                ),
+                mem_mb=TRAIN_MEM_MB + 200 * len(block),
             ),
-            mem_mb=TRAIN_MEM_MB + 200 * len(block),
         params:
             seeds=block,
             hp=config["scl"]["head"],
             augment=config["sup"]["augment"],
             norm=NORM,
             gmp=head_gmp_params,
-            device=config["device"],
             precision=config["precision"],
-            compile=config["compile"],
-            eval_batch_size=config["eval_batch_size"],
         script:
             "../scripts/fit_linear_head.py"
 
@@ -240,17 +241,16 @@ rule prune_oneshot:
         "../../envs/prunelens.yaml"
     threads: 1
     resources:
-        runtime=job_runtime(config["oneshot"]["epochs"] * N_TRAIN, 0.3, 8.5),
-        mem_mb=TRAIN_MEM_MB,
+        **job_resources(
+            runtime=job_runtime(config["oneshot"]["epochs"] * N_TRAIN, 0.3, 8.5),
+            mem_mb=TRAIN_MEM_MB,
+        ),
     params:
         seeds=one_seed,
         hp=config["oneshot"],
         augment=config["sup"]["augment"],
         norm=NORM,
-        device=config["device"],
         precision=config["precision"],
-        compile=config["compile"],
-        eval_batch_size=config["eval_batch_size"],
     script:
         "../scripts/prune_oneshot.py"
 
@@ -274,19 +274,18 @@ for block in STACKED_BLOCKS:
             "../../envs/prunelens.yaml"
         threads: 1
         resources:
-            **stage_resources("prune_oneshot"),
-            runtime=job_runtime(
-                len(block) * config["oneshot"]["epochs"] * N_TRAIN, 0.3, 8.5
+            **stage_resources(
+                "prune_oneshot",
+                runtime=job_runtime(
+                    len(block) * config["oneshot"]["epochs"] * N_TRAIN, 0.3, 8.5
+                ),
+                mem_mb=TRAIN_MEM_MB + 200 * len(block),
             ),
-            mem_mb=TRAIN_MEM_MB + 200 * len(block),
         params:
             seeds=block,
             hp=config["oneshot"],
             augment=config["sup"]["augment"],
             norm=NORM,
-            device=config["device"],
             precision=config["precision"],
-            compile=config["compile"],
-            eval_batch_size=config["eval_batch_size"],
         script:
             "../scripts/prune_oneshot.py"

@@ -4,7 +4,7 @@ from typing import TYPE_CHECKING
 
 from prunelens.claims import claims_html, claims_table, claims_wide
 from prunelens.runtime import atomic_path, log_to
-from prunelens.tables import load_paper, write_table
+from prunelens.tables import write_table
 
 if TYPE_CHECKING:
     from snakemake.script import snakemake
@@ -22,7 +22,7 @@ with log_to(snakemake.log[0], snakemake.output):
         p.populations,
         grid=p.grid,
         depth_cells=p.depth_cells,
-        paper=load_paper(snakemake.input.paper),
+        paper=snakemake.params.paper,
         tie_break=p.tie_break,
         pd_column=p.pd_column,
         **p.claims,

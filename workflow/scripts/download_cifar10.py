@@ -13,5 +13,5 @@ with log_to(snakemake.log[0], snakemake.output):
         snakemake.params.url,
         snakemake.output[0],
         md5=snakemake.params.md5,
-        deadline=snakemake.params.deadline,
+        deadline=float(snakemake.resources.download_timeout),
     )

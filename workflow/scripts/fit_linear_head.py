@@ -22,10 +22,10 @@ with log_to(snakemake.log[0], snakemake.output):
         sparsity=int(snakemake.wildcards.sparsity),
         schedule=snakemake.wildcards.schedule,
         settings={
-            "device": snakemake.params.device,
+            "device": snakemake.resources.device,
             "threads": snakemake.threads,
             "precision": snakemake.params.precision,
-            "compile": snakemake.params.compile,
-            "eval_batch_size": snakemake.params.eval_batch_size,
+            "compile": snakemake.resources.compile,
+            "eval_batch_size": snakemake.resources.eval_batch_size,
         },
     )

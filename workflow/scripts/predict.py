@@ -15,8 +15,8 @@ with log_to(snakemake.log[0], snakemake.output):
         data=snakemake.input.data,
         mean=snakemake.params.norm["mean"],
         std=snakemake.params.norm["std"],
-        device=snakemake.params.device,
-        batch=snakemake.params.batch,
+        device=snakemake.resources.device,
+        batch=snakemake.resources.eval_batch_size,
         threads=snakemake.threads,
     )
     log.info("test accuracy per model: %s", ", ".join(f"{a:.4f}" for a in accs))

@@ -20,9 +20,9 @@ with log_to(snakemake.log[0], snakemake.output):
         sparsity=int(snakemake.wildcards.sparsity),
         schedule=snakemake.wildcards.schedule,
         settings={
-            "device": snakemake.params.device,
+            "device": snakemake.resources.device,
             "threads": snakemake.threads,
             "precision": snakemake.params.precision,
-            "compile": snakemake.params.compile,
+            "compile": snakemake.resources.compile,
         },
     )

@@ -8,7 +8,6 @@ from prunelens.runtime import log_to
 if TYPE_CHECKING:
     from snakemake.script import snakemake
 
-depth = snakemake.params.depth
 with log_to(snakemake.log[0], snakemake.output):
     population_depth_files(
         models=snakemake.input.models,
@@ -17,12 +16,12 @@ with log_to(snakemake.log[0], snakemake.output):
         outs=snakemake.output.per_model,
         scores_out=snakemake.output.scores,
         data=snakemake.input.data,
-        k=depth["k"],
-        probe_data=depth["probe_data"],
+        k=snakemake.params.k,
+        probe_data=snakemake.params.probe_data,
         augment_cfg=snakemake.params.augment,
         mean=snakemake.params.norm["mean"],
         std=snakemake.params.norm["std"],
-        device=snakemake.params.device,
-        batch=snakemake.params.batch,
+        device=snakemake.resources.device,
+        batch=snakemake.resources.eval_batch_size,
         threads=snakemake.threads,
     )

@@ -3,7 +3,7 @@
 from typing import TYPE_CHECKING
 
 from prunelens.runtime import log_to
-from prunelens.tables import load_paper, qscore_table, qscore_wide, write_table
+from prunelens.tables import qscore_table, qscore_wide, write_table
 
 if TYPE_CHECKING:
     from snakemake.script import snakemake
@@ -11,7 +11,7 @@ if TYPE_CHECKING:
 with log_to(snakemake.log[0], snakemake.output):
     long = qscore_table(
         snakemake.params.cells,
-        load_paper(snakemake.input.paper),
+        snakemake.params.paper,
         snakemake.params.paper_table,
     )
     write_table(

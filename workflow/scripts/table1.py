@@ -4,7 +4,6 @@ from typing import TYPE_CHECKING
 
 from prunelens.runtime import log_to
 from prunelens.tables import (
-    load_paper,
     noise_floor_note,
     table1,
     table1_wide,
@@ -17,7 +16,7 @@ if TYPE_CHECKING:
 with log_to(snakemake.log[0], snakemake.output):
     long = table1(
         snakemake.params.cells,
-        load_paper(snakemake.input.paper),
+        snakemake.params.paper,
         tie_break=snakemake.params.tie_break,
         **snakemake.params.bootstrap,
     )

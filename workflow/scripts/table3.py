@@ -3,16 +3,14 @@
 from typing import TYPE_CHECKING
 
 from prunelens.runtime import log_to
-from prunelens.tables import load_paper, table3, table3_wide, write_table
+from prunelens.tables import table3, table3_wide, write_table
 
 if TYPE_CHECKING:
     from snakemake.script import snakemake
 
 with log_to(snakemake.log[0], snakemake.output):
     long = table3(
-        snakemake.params.pies,
-        load_paper(snakemake.input.paper),
-        data=snakemake.input.data,
+        snakemake.params.pies, snakemake.params.paper, data=snakemake.input.data
     )
     write_table(
         long,

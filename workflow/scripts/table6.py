@@ -3,14 +3,14 @@
 from typing import TYPE_CHECKING
 
 from prunelens.runtime import log_to
-from prunelens.tables import depth_table, depth_wide, load_paper, write_table
+from prunelens.tables import depth_table, depth_wide, write_table
 
 if TYPE_CHECKING:
     from snakemake.script import snakemake
 
 definition = snakemake.params.definition
 with log_to(snakemake.log[0], snakemake.output):
-    long = depth_table(snakemake.params.cells, load_paper(snakemake.input.paper))
+    long = depth_table(snakemake.params.cells, snakemake.params.paper)
     write_table(
         long,
         depth_wide(long, definition),
