@@ -9,12 +9,13 @@ and its own CPU generator (data order and augmentation), so a block's model
 k equals the solo run of seed k up to floating-point summation order.
 
 The stages (:func:`train_supervised`, :func:`pretrain_supcon`,
-:func:`fit_linear_head`, :func:`oneshot_finetune`) take lists of seeds and of
-per-seed output paths and write each seed exactly the files a one-seed job
-writes. Resume: after every epoch the loop writes ``resume.pt`` beside the
-first output (:mod:`prunelens.checkpoint`: fingerprinted, resumed only on
-match), so a killed job rerun by Snakemake ends with the weights of an
-uninterrupted run.
+:func:`fit_linear_head`, :func:`oneshot_finetune` with any post-training
+method of :mod:`prunelens.methods`) take lists of seeds
+and of per-seed output paths and write each seed exactly the files a
+one-seed job writes. Resume: after every epoch the loop writes
+``resume.pt`` beside the first output (:mod:`prunelens.checkpoint`:
+fingerprinted, resumed only on match), so a killed job rerun by Snakemake
+ends with the weights of an uninterrupted run.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from torch import Tensor, nn
 from prunelens import augment
 from prunelens.checkpoint import fingerprint, load_resume, resume_path, save_resume
 from prunelens.losses import supcon_loss
+from prunelens.methods import make_pruner, pruner_key
 from prunelens.models import (
     Classifier,
     SupConNetwork,
@@ -47,7 +49,6 @@ from prunelens.pruning import (
     GMPSchedule,
     make_permanent,
     measured_sparsity,
-    prune_global,
     prune_targets,
 )
 from prunelens.runtime import atomic_path, write_json
@@ -56,7 +57,6 @@ from prunelens.stacked import (
     StackedClassifier,
     StackedGMP,
     StackedSupConNetwork,
-    prune_stacked,
     stacked_prune_targets,
     stacked_sparsity,
 )
@@ -630,22 +630,26 @@ def oneshot_finetune(
     method: str,
     sparsity: int,
     settings: Settings = None,
+    pruner: str = "oneshot",
+    pruner_options: Mapping[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
-    """Global magnitude pruning of trained models, then CE fine-tuning (§5.3).
+    """Post-training pruning of trained models, then CE fine-tuning (§5.3).
 
-    Each whole classifier (encoder and linear head) is pruned on its own and
-    fine-tuned end to end, for Sup and SCL alike.
+    ``pruner`` names a method of :data:`prunelens.methods.PRUNERS` (with its
+    ``pruner_options``), and is the schedule name the outputs record: by
+    default the paper's One-Shot, global magnitude pruning. Each whole
+    classifier (encoder and linear head) is pruned on its own and fine-tuned
+    end to end, for Sup and SCL alike.
     """
     _check_outputs(seeds, dense_models, model_outs, metrics_outs)
+    method_ = make_pruner(pruner, pruner_options)
     job = _Job.start(data, seeds, norm, settings)
     dense = dict(zip(job.seeds, dense_models, strict=True))
     loaded, gens = job.seeded(lambda seed: load_model(dense[seed], job.settings.device))
     k = len(loaded)
     net = _stack_classifiers([m for m, _ in loaded], job.settings.device)
-    if k == 1:
-        prune_global(prune_targets(net), sparsity / 100)
-    else:
-        prune_stacked(stacked_prune_targets(net), k, sparsity / 100, "global")
+    targets = prune_targets(net) if k == 1 else stacked_prune_targets(net)
+    method_.prune(targets, k, sparsity / 100, seeds=job.seeds)
     cfg = SGDConfig.from_dict(hp)
     run = Run(
         net, list(net.parameters()), _crop_flip(augment_cfg), _ce, cfg.lr_at,
@@ -654,16 +658,16 @@ def oneshot_finetune(
     resume = resume_path(model_outs[0])
     key = job.key(
         list(dense_models), stage="oneshot", hp=hp, augment=augment_cfg, norm=norm,
-        method=method, sparsity=sparsity,
+        method=method, sparsity=sparsity, pruner=pruner_key(pruner, method_),
     )  # fmt: skip
     hists = train(
         run, job.images, job.labels, cfg, gens, job.norm,
         settings=job.settings, resume=resume, key=key,
-        desc=job.desc(f"{method}-oneshot", "oneshot", sparsity),
+        desc=job.desc(f"{method}-{pruner}", pruner, sparsity),
     )  # fmt: skip
     return _finish_all(
         net, hists, job, model_outs, metrics_outs, resume,
-        arch=loaded[0][1]["arch"], method=method, schedule="oneshot", sparsity=sparsity,
+        arch=loaded[0][1]["arch"], method=method, schedule=pruner, sparsity=sparsity,
     )  # fmt: skip
 
 
