@@ -35,7 +35,7 @@ recompiles after the first event).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -57,7 +57,11 @@ __all__ = [
     "StackedLinear",
     "StackedProjectionHead",
     "StackedSupConNetwork",
+    "drop_smallest",
+    "edit_masks",
     "prune_stacked",
+    "refresh_weights",
+    "split_like",
     "stacked_prune_targets",
     "stacked_sparsity",
 ]
@@ -354,29 +358,78 @@ def stacked_prune_targets(
     return out
 
 
-def _drop_smallest(
-    weights: Sequence[Tensor], masks: Sequence[Tensor], amount: float
+def drop_smallest(
+    weights: Sequence[Tensor], masks: Sequence[Tensor], count: int
 ) -> list[Tensor]:
-    """New masks: ``amount`` of the unpruned entries, smallest |w| first, zeroed.
+    """New masks: the ``count`` unpruned entries of smallest |w| zeroed.
 
-    Jointly over the given tensors, with k = round(amount x remaining), on
-    logical order: the rule of ``prunelens.pruning.prune_global`` and, for one
-    tensor, of ``prune.l1_unstructured`` on top of an existing mask (same
-    candidate values in the same order, so ``topk`` picks the same entries).
+    Jointly over the given tensors, on logical order: the rule of
+    ``prunelens.pruning.prune_global`` and, for one tensor, of
+    ``prune.l1_unstructured`` on top of an existing mask (same candidate
+    values in the same order, so ``topk`` picks the same entries).
     """
     scores = torch.cat([w.abs().reshape(-1) for w in weights])
     new = torch.cat([m.reshape(-1) for m in masks])
     alive = (new == 1).nonzero().squeeze(1)
-    k = round(amount * alive.numel())
-    if k:
-        new[alive[torch.topk(scores[alive], k, largest=False).indices]] = 0
+    if not 0 <= count <= alive.numel():
+        raise ValueError(f"cannot prune {count} of {alive.numel()} unpruned entries")
+    if count:
+        new[alive[torch.topk(scores[alive], count, largest=False).indices]] = 0
+    return split_like(new, masks)
+
+
+def _drop_smallest(
+    weights: Sequence[Tensor], masks: Sequence[Tensor], amount: float
+) -> list[Tensor]:
+    """``drop_smallest`` of k = round(amount x unpruned entries), as torch's
+    pruning counts."""
+    alive = sum(int((m == 1).sum()) for m in masks)
+    return drop_smallest(weights, masks, round(amount * alive))
+
+
+def split_like(flat: Tensor, like: Sequence[Tensor]) -> list[Tensor]:
+    """A flat tensor cut back into tensors of the shapes of ``like``."""
     return [
         p.view(m.shape)
-        for p, m in zip(new.split([m.numel() for m in masks]), masks, strict=True)
+        for p, m in zip(flat.split([m.numel() for m in like]), like, strict=True)
     ]
 
 
+# (model index, its weights, its masks) -> its new masks, same shapes
+MaskEdit = Callable[[int, list[Tensor], list[Tensor]], list[Tensor]]
+
+
 @torch.no_grad()
+def edit_masks(targets: Sequence[Target], n_models: int, edit: MaskEdit) -> None:
+    """Replace each model's masks in a stack (or one model, ``n_models=1``).
+
+    ``edit`` sees model k's slices of the targets' effective (masked)
+    weights, the tensors torch's pruning scores, and of their masks. Installs
+    all-ones masks first where none are, writes the new masks into the
+    installed buffers and refreshes the weights.
+    """
+    install_masks(targets)
+    weights = [getattr(m, n).detach().unflatten(0, (n_models, -1)) for m, n in targets]
+    masks = [getattr(m, f"{n}_mask").unflatten(0, (n_models, -1)) for m, n in targets]
+    for k in range(n_models):
+        ms = [m[k] for m in masks]
+        for m, new in zip(ms, edit(k, [w[k] for w in weights], ms), strict=True):
+            m.copy_(new)
+    refresh_weights(targets)
+
+
+@torch.no_grad()
+def refresh_weights(targets: Sequence[Target]) -> None:
+    """weight = weight_orig x mask, what torch's pruning does after a mask
+    change (and its hook before each forward pass)."""
+    for module, name in targets:
+        setattr(
+            module,
+            name,
+            getattr(module, f"{name}_orig") * getattr(module, f"{name}_mask"),
+        )
+
+
 def prune_stacked(
     targets: Sequence[Target], n_models: int, amount: float, scope: Scope = "global"
 ) -> None:
@@ -388,26 +441,15 @@ def prune_stacked(
     Scores are the effective (masked) weights that torch's pruning reads.
     Installs all-ones masks first where none are.
     """
-    install_masks(targets)
-    weights = [getattr(m, n).detach().unflatten(0, (n_models, -1)) for m, n in targets]
-    masks = [getattr(m, f"{n}_mask").unflatten(0, (n_models, -1)) for m, n in targets]
-    for k in range(n_models):
-        ws, ms = [w[k] for w in weights], [m[k] for m in masks]
-        groups = (
-            [(ws, ms)]
-            if scope == "global"
-            else [([w], [m]) for w, m in zip(ws, ms, strict=True)]
-        )
-        for gw, gm in groups:
-            for m, new in zip(gm, _drop_smallest(gw, gm, amount), strict=True):
-                m.copy_(new)
-    for module, name in targets:
-        # What torch's pruning does after a mask change: refresh the weight.
-        setattr(
-            module,
-            name,
-            getattr(module, f"{name}_orig") * getattr(module, f"{name}_mask"),
-        )
+
+    def edit(_: int, ws: list[Tensor], ms: list[Tensor]) -> list[Tensor]:
+        if scope == "global":
+            return _drop_smallest(ws, ms, amount)
+        return [
+            _drop_smallest([w], [m], amount)[0] for w, m in zip(ws, ms, strict=True)
+        ]
+
+    edit_masks(targets, n_models, edit)
 
 
 @dataclass

@@ -9,21 +9,23 @@ and its own CPU generator (data order and augmentation), so a block's model
 k equals the solo run of seed k up to floating-point summation order.
 
 The stages (:func:`train_supervised`, :func:`pretrain_supcon`,
-:func:`fit_linear_head`, :func:`oneshot_finetune`) take lists of seeds and of
-per-seed output paths and write each seed exactly the files a one-seed job
-writes. Resume: after every epoch the loop writes ``resume.pt`` beside the
-first output (:mod:`prunelens.checkpoint`: fingerprinted, resumed only on
-match), so a killed job rerun by Snakemake ends with the weights of an
-uninterrupted run.
+:func:`fit_linear_head`, :func:`oneshot_finetune` with any post-training
+method of :mod:`prunelens.methods`, :func:`train_imp`) take lists of seeds
+and of per-seed output paths and write each seed exactly the files a
+one-seed job writes. Resume: after every epoch the loop writes
+``resume.pt`` beside the first output (:mod:`prunelens.checkpoint`:
+fingerprinted, resumed only on match), so a killed job rerun by Snakemake
+ends with the weights of an uninterrupted run.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +37,8 @@ from prunelens import augment
 from prunelens.checkpoint import fingerprint, load_resume, resume_path, save_resume
 from prunelens.files import load_encoder, load_model
 from prunelens.losses import supcon_loss
+from prunelens.methods import make_pruner, pruner_key
+from prunelens.methods.imp import capture, imp_schedule, prune_to, rewind, rounds_to
 from prunelens.models import (
     Classifier,
     SupConNetwork,
@@ -45,9 +49,9 @@ from prunelens.models import (
 from prunelens.pruning import (
     GMP,
     GMPSchedule,
+    install_masks,
     make_permanent,
     measured_sparsity,
-    prune_global,
     prune_targets,
 )
 from prunelens.runtime import atomic_path, write_json
@@ -56,7 +60,7 @@ from prunelens.stacked import (
     StackedClassifier,
     StackedGMP,
     StackedSupConNetwork,
-    prune_stacked,
+    refresh_weights,
     stacked_prune_targets,
     stacked_sparsity,
 )
@@ -76,6 +80,7 @@ __all__ = [
     "oneshot_finetune",
     "pretrain_supcon",
     "train",
+    "train_imp",
     "train_supervised",
 ]
 
@@ -184,6 +189,9 @@ class Run:
     sparsity: Callable[[], list[float]]  # per model, logged every epoch
     gmp: GMP | None = None
     train_mode: Callable[[], None] | None = None
+    # called with the number of epochs done, before the resume file is
+    # written, so what it keeps is on disk before that epoch counts as done
+    after_epoch: Callable[[int], None] | None = None
 
 
 def batch_inputs(
@@ -304,6 +312,8 @@ def train(
             n / dt,
             k,
         )
+        if run.after_epoch is not None:
+            run.after_epoch(epoch + 1)
         save_resume(
             resume,
             key,
@@ -547,7 +557,22 @@ def _finish_all(
     extras: Sequence[Mapping[str, Any] | None] | None = None,
     **meta: Any,
 ) -> list[dict[str, Any]]:
-    out = [
+    out = _finish_models(net, hists, job, model_outs, metrics_outs, extras, **meta)
+    resume.unlink(missing_ok=True)
+    return out
+
+
+def _finish_models(
+    net: nn.Module,
+    hists: list[History],
+    job: _Job,
+    model_outs: Paths,
+    metrics_outs: Paths,
+    extras: Sequence[Mapping[str, Any] | None] | None = None,
+    **meta: Any,
+) -> list[dict[str, Any]]:
+    """Write each model of ``net`` (masks baked in: ``net`` loses its hooks)."""
+    return [
         finish_training(
             model,
             hist,
@@ -568,8 +593,6 @@ def _finish_all(
             strict=True,
         )
     ]
-    resume.unlink(missing_ok=True)
-    return out
 
 
 def train_supervised(
@@ -630,22 +653,26 @@ def oneshot_finetune(
     method: str,
     sparsity: int,
     settings: Settings = None,
+    pruner: str = "oneshot",
+    pruner_options: Mapping[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
-    """Global magnitude pruning of trained models, then CE fine-tuning (§5.3).
+    """Post-training pruning of trained models, then CE fine-tuning (§5.3).
 
-    Each whole classifier (encoder and linear head) is pruned on its own and
-    fine-tuned end to end, for Sup and SCL alike.
+    ``pruner`` names a method of :data:`prunelens.methods.PRUNERS` (with its
+    ``pruner_options``), and is the schedule name the outputs record: by
+    default the paper's One-Shot, global magnitude pruning. Each whole
+    classifier (encoder and linear head) is pruned on its own and fine-tuned
+    end to end, for Sup and SCL alike.
     """
     _check_outputs(seeds, dense_models, model_outs, metrics_outs)
+    method_ = make_pruner(pruner, pruner_options)
     job = _Job.start(data, seeds, norm, settings)
     dense = dict(zip(job.seeds, dense_models, strict=True))
     loaded, gens = job.seeded(lambda seed: load_model(dense[seed], job.settings.device))
     k = len(loaded)
     net = _stack_classifiers([m for m, _ in loaded], job.settings.device)
-    if k == 1:
-        prune_global(prune_targets(net), sparsity / 100)
-    else:
-        prune_stacked(stacked_prune_targets(net), k, sparsity / 100, "global")
+    targets = prune_targets(net) if k == 1 else stacked_prune_targets(net)
+    method_.prune(targets, k, sparsity / 100, seeds=job.seeds)
     cfg = SGDConfig.from_dict(hp)
     run = Run(
         net, list(net.parameters()), _crop_flip(augment_cfg), _ce, cfg.lr_at,
@@ -654,17 +681,185 @@ def oneshot_finetune(
     resume = resume_path(model_outs[0])
     key = job.key(
         list(dense_models), stage="oneshot", hp=hp, augment=augment_cfg, norm=norm,
-        method=method, sparsity=sparsity,
+        method=method, sparsity=sparsity, pruner=pruner_key(pruner, method_),
     )  # fmt: skip
     hists = train(
         run, job.images, job.labels, cfg, gens, job.norm,
         settings=job.settings, resume=resume, key=key,
-        desc=job.desc(f"{method}-oneshot", "oneshot", sparsity),
+        desc=job.desc(f"{method}-{pruner}", pruner, sparsity),
     )  # fmt: skip
     return _finish_all(
         net, hists, job, model_outs, metrics_outs, resume,
-        arch=loaded[0][1]["arch"], method=method, schedule="oneshot", sparsity=sparsity,
+        arch=loaded[0][1]["arch"], method=method, schedule=pruner, sparsity=sparsity,
     )  # fmt: skip
+
+
+def train_imp(
+    *,
+    data: str | Path,
+    seeds: Sequence[int],
+    model_outs: Mapping[int, Paths],
+    metrics_outs: Mapping[int, Paths],
+    arch: Mapping[str, int],
+    hp: Mapping[str, Any],
+    norm: Mapping[str, Any],
+    imp: Mapping[str, Any],
+    settings: Settings = None,
+) -> dict[int, list[dict[str, Any]]]:
+    """Sup IMP with weight rewinding (:mod:`prunelens.methods.imp`) to every
+    sparsity (%) of ``model_outs``, in one job: the rounds pass through the
+    lower targets on their way to the highest.
+
+    ``imp``: ``rewind_epoch`` (0 = initialisation, < ``hp["epochs"]``) and
+    ``fraction`` (of the remaining weights per round). Round 0 is the dense
+    ``hp`` training; each later round retrains epochs ``rewind_epoch`` ..
+    ``epochs - 1`` of the same lr schedule. Each target's ``model.pt`` and
+    ``metrics.json`` (schedule ``imp``) are those after the round that ends
+    at it; its metrics count every round up to it (``history`` rows carry
+    their ``round``). Resume: ``train``'s ``resume.pt`` within a round, and
+    ``resume.imp.pt`` (the rewind point, the model after the last finished
+    round, the histories) and one ``resume.imp-s<target>.pt`` per target
+    reached, beside the first output; all deleted when the outputs are written.
+    """
+    sparsities = sorted(model_outs)
+    if not sparsities or not all(
+        isinstance(t, int) and 0 < t < 100 for t in sparsities
+    ):
+        raise ValueError(
+            f"IMP sparsities must be percentages in 1..99, got {sparsities}"
+        )
+    if sorted(metrics_outs) != sparsities:
+        raise ValueError(
+            f"model and metrics outputs for different sparsities: {sparsities} "
+            f"and {sorted(metrics_outs)}"
+        )
+    for t in sparsities:
+        _check_outputs(seeds, model_outs[t], metrics_outs[t])
+    cfg = SGDConfig.from_dict(hp)
+    rewind_epoch, fraction = _imp_options(imp, cfg.epochs)
+    schedule = imp_schedule([t / 100 for t in sparsities], fraction)
+    ends = {t: rounds_to(schedule, t / 100) for t in sparsities}
+    job = _Job.start(data, seeds, norm, settings)
+    models, gens = job.seeded(lambda _: build_classifier(**arch))
+    k = len(models)
+    net = _stack_classifiers(models, job.settings.device)
+    every = prune_targets(net) if k == 1 else stacked_prune_targets(net)
+    targets = [(m, n) for m, n in every if n == "weight"]
+    install_masks(targets)
+
+    resume = resume_path(model_outs[sparsities[0]][0])
+    state_file = resume.with_name("resume.imp.pt")
+
+    def snapshot(t: int) -> Path:
+        return resume.with_name(f"resume.imp-s{t}.pt")
+
+    base = job.key(
+        [data], stage="sup-imp", arch=arch, hp=hp, norm=norm, imp=imp,
+        sparsities=sparsities,
+    )  # fmt: skip
+    state = load_resume(state_file, base, job.settings.device) or {
+        "round": -1,  # the last finished round
+        "rewind": None,
+        "net": None,
+        "histories": [],  # per finished round, one History per model
+    }
+    if state["net"] is not None:
+        net.load_state_dict(state["net"])
+    if state["rewind"] is None and rewind_epoch == 0:
+        state["rewind"] = capture(net, gens)
+
+    def keep_rewind(done: int) -> None:
+        if done == rewind_epoch:
+            state["rewind"] = capture(net, gens)
+            save_resume(state_file, base, state)
+
+    for r in range(state["round"] + 1, len(schedule) + 1):
+        round_cfg, lr_at = cfg, cfg.lr_at
+        if r > 0:
+            prune_to(targets, k, schedule[r - 1])
+            rewind(net, targets, gens, state["rewind"])
+            round_cfg = replace(cfg, epochs=cfg.epochs - rewind_epoch)
+            lr_at = lambda e: cfg.lr_at(e + rewind_epoch)  # noqa: E731
+        run = Run(
+            net, list(net.parameters()), _crop_flip(hp["augment"]), _ce, lr_at,
+            _sparsity(net, k), after_epoch=keep_rewind if r == 0 else None,
+        )  # fmt: skip
+        hists = train(
+            run, job.images, job.labels, round_cfg, gens, job.norm,
+            settings=job.settings, resume=resume, key=f"{base}/round{r}",
+            desc=job.desc("sup", f"imp-round{r}", sparsities[-1]),
+        )  # fmt: skip
+        state["histories"].append(hists)
+        for t in sparsities:
+            if ends[t] == r:
+                save_resume(snapshot(t), base, {"model": net.state_dict()})
+        # Dropping the round's resume file first: a kill before the state
+        # is saved reruns this round (the same result), never resumes the
+        # next round from this one's file.
+        resume.unlink(missing_ok=True)
+        state.update(round=r, net=net.state_dict())
+        save_resume(state_file, base, state)
+
+    out = {}
+    refresh_weights(targets)  # no autograd graph left: the net can be copied
+    for t in sparsities:
+        snap = load_resume(snapshot(t), base, job.settings.device)
+        if snap is None:
+            raise RuntimeError(
+                f"IMP model of s{t} {snapshot(t)} is missing or unreadable; "
+                f"delete {state_file} to rerun IMP from the start"
+            )
+        model = copy.deepcopy(net)  # writing bakes in the masks
+        model.load_state_dict(snap["model"])
+        r = ends[t]
+        hists = [
+            _chain([h[j] for h in state["histories"][: r + 1]], rewind_epoch)
+            for j in range(k)
+        ]
+        extra = {
+            "imp_round": r,
+            "imp_fraction": fraction,
+            "imp_rewind_epoch": rewind_epoch,
+        }
+        out[t] = _finish_models(
+            model, hists, job, model_outs[t], metrics_outs[t], [extra] * k,
+            arch=arch, method="sup", schedule="imp", sparsity=t,
+        )  # fmt: skip
+    for t in sparsities:
+        snapshot(t).unlink(missing_ok=True)
+    state_file.unlink(missing_ok=True)
+    return out
+
+
+def _imp_options(imp: Mapping[str, Any], epochs: int) -> tuple[int, float]:
+    missing = sorted({"rewind_epoch", "fraction"} - set(imp))
+    if missing:
+        raise ValueError(f"imp needs {', '.join(missing)}")
+    rewind_epoch, fraction = imp["rewind_epoch"], imp["fraction"]
+    if not isinstance(rewind_epoch, int) or not 0 <= rewind_epoch < epochs:
+        raise ValueError(
+            f"imp.rewind_epoch must be an integer in [0, {epochs}) (the training "
+            f"epochs), got {rewind_epoch!r}"
+        )
+    if not 0 < fraction < 1:
+        raise ValueError(f"imp.fraction must be in (0, 1), got {fraction!r}")
+    return rewind_epoch, float(fraction)
+
+
+def _chain(rounds: Sequence[History], rewind_epoch: int) -> History:
+    """One model's histories of consecutive IMP rounds as one; rows get their
+    round and the epoch of the lr schedule (a retraining round starts after
+    the rewind epoch)."""
+    out = History()
+    for i, h in enumerate(rounds):
+        shift = rewind_epoch if i else 0
+        out.epochs += [
+            {**row, "epoch": row["epoch"] + shift, "round": i} for row in h.epochs
+        ]
+        out.step += h.step
+        out.wall_time_s += h.wall_time_s
+        out.images_seen += h.images_seen
+    return out
 
 
 def pretrain_supcon(
