@@ -20,7 +20,15 @@ import jsonschema
 import yaml
 
 from prunelens.runtime import atomic_path
-from prunelens.study import GMP_LOOP, GMP_SECTION, HEAD_GMP_SECTION, SPLIT_SIZES, Grid
+from prunelens.study import (
+    GMP_LOOP,
+    GMP_SECTION,
+    HEAD_GMP_SECTION,
+    METHOD_SCHEDULES,
+    SPLIT_SIZES,
+    UNSUPPORTED_SCHEDULES,
+    Grid,
+)
 
 __all__ = [
     "SCALE_MARKER",
@@ -118,6 +126,8 @@ def _schema_error(config: Mapping[str, Any], schema: dict[str, Any]) -> str | No
             "config key 'sparsities': replaced by per-schedule lists, "
             "schedules.<method>.<schedule>: [30, 50, ...] (README, Configuration)"
         )
+    if found := _head_section_error(config):
+        return found
     validator = jsonschema.Draft202012Validator(schema)
     errors = list(validator.iter_errors(config))
     if not errors:
@@ -132,6 +142,25 @@ def _schema_error(config: Mapping[str, Any], schema: dict[str, Any]) -> str | No
         where = key_path(err.absolute_path)
         return f"config key '{where}': unknown key(s) {', '.join(map(repr, extra))}"
     return f"config key '{key_path(err.absolute_path)}': {err.message}"
+
+
+def _head_section_error(config: Mapping[str, Any]) -> str | None:
+    """``gmp.<method>_head`` for a method whose models have no linear head
+    (the schema would only call it an unknown key)."""
+    gmp = config.get("gmp")
+    if not isinstance(gmp, Mapping):
+        return None
+    with_head = sorted({m for m, _ in HEAD_GMP_SECTION})
+    known = set(_gmp_users())
+    for key in gmp:
+        method = str(key).removesuffix("_head")
+        if key not in known and str(key).endswith("_head") and method in METHOD_SCHEDULES:
+            heads = ", ".join(f"gmp.{m}_head" for m in with_head)
+            return (
+                f"config key 'gmp.{key}': method '{method}' trains no separate "
+                f"linear head to prune (head GMP sections: {heads})"
+            )
+    return None
 
 
 def _known_keys(sub: Mapping[str, Any], root: Mapping[str, Any]) -> set[str]:
@@ -191,10 +220,36 @@ def _gmp_checks(config: Mapping[str, Any]) -> str | None:
     return None
 
 
+def _schedule_checks(config: Mapping[str, Any]) -> str | None:
+    """Each listed schedule is one its method can run; IMP can rewind."""
+    for method, listed in config["schedules"].items():
+        for schedule in listed:
+            if schedule in METHOD_SCHEDULES[method]:
+                continue
+            why = UNSUPPORTED_SCHEDULES.get(
+                (method, schedule),
+                f"its schedules are {', '.join(METHOD_SCHEDULES[method])}",
+            )
+            return (
+                f"config key 'schedules.{method}.{schedule}': not a schedule of "
+                f"method '{method}': {why}"
+            )
+    grid = Grid.from_config(config)
+    rewind, epochs = config["imp"]["rewind_epoch"], config["sup"]["epochs"]
+    if grid.has("sup", "imp") and rewind >= epochs:
+        return (
+            f"config key 'imp.rewind_epoch': {rewind} is not before the end of "
+            f"training (sup.epochs = {epochs}), so IMP has nothing to retrain"
+        )
+    return None
+
+
 def _cross_checks(config: Mapping[str, Any]) -> str | None:
     for method in config["methods"]:
         if method not in config["schedules"]:
             return f"config key 'schedules': no schedules listed for method '{method}'"
+    if found := _schedule_checks(config):
+        return found
     data = config["data"]
     for split, size in SPLIT_SIZES.items():
         n = data[f"subset_{split}"]

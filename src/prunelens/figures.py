@@ -133,6 +133,16 @@ def _placeholder(ax: Axes, text: str) -> None:
     ax.text(0.5, 0.5, text, ha="center", va="center", color="0.4", style="italic")
 
 
+def fig_absent(pdf: PathLike, png: PathLike, *, title: str, text: str) -> None:
+    """A figure whose populations the grid does not train: one panel saying
+    which are absent, so the rule (and ``all``) still has its files."""
+    with _style():
+        fig, ax = plt.subplots(figsize=(7, 3), layout="constrained")
+        _placeholder(ax, text)
+        fig.suptitle(title, fontsize="x-large")
+        save(fig, pdf, png)
+
+
 # ---------------------------------------------------------------- UMAP (1, 5)
 
 

@@ -16,6 +16,7 @@ import pandas as pd
 from prunelens.data import CLASSES, load_prepared
 from prunelens.figures import (
     Cell,
+    fig_absent,
     fig_dense_vs_sparse,
     fig_gallery,
     fig_pie_classes,
@@ -31,7 +32,12 @@ from prunelens.files import (
     same_examples,
 )
 from prunelens.pie import overlap_iou, pie_class_counts
-from prunelens.study import FIGURE_COLUMNS, METHOD_LABELS, SCHEDULE_LABELS
+from prunelens.study import (
+    FIGURE_COLUMNS,
+    METHOD_LABELS,
+    SCHEDULE_LABELS,
+    group_label,
+)
 
 log = logging.getLogger("prunelens.paper")
 
@@ -50,6 +56,12 @@ def note_substitution(what: str, requested: int, used: int) -> None:
         )
 
 
+def absent_text(what: str, cells: Sequence[tuple[str, str]]) -> str:
+    """``what``'s panels need ``cells``, which this grid does not train."""
+    names = ", ".join(group_label(m, sc) for m, sc in cells) or "none"
+    return f"{what}: not in this grid (needs {names})"
+
+
 def _umap_panel(emb: pd.DataFrame, method: str, schedule: str, sparsity: int):
     sel = emb[
         (emb["method"] == method)
@@ -57,6 +69,12 @@ def _umap_panel(emb: pd.DataFrame, method: str, schedule: str, sparsity: int):
         & (emb["sparsity"] == sparsity)
     ]
     return Cell(method, schedule, sparsity), (sel if len(sel) else None)
+
+
+def _per_method(
+    methods: Sequence[str], columns: Sequence[tuple[str, str]]
+) -> dict[str, list[str]]:
+    return {m: [sc for m2, sc in columns if m2 == m] for m in methods}
 
 
 def fig1(
@@ -67,20 +85,25 @@ def fig1(
     requested: int,
     pdf: PathLike,
     png: PathLike,
+    columns: Sequence[tuple[str, str]] = FIGURE_COLUMNS,
 ) -> None:
-    """UMAP of each method: dense, GMP and One-Shot at ``sparsity``."""
+    """UMAP of each method (one row each): dense, then each of its
+    ``columns`` schedules at ``sparsity`` (the paper: GMP and One-Shot)."""
     note_substitution("Figure 1", requested, sparsity)
     emb = load_embeddings(embeddings)
-    panels = []
-    for method in methods:
+    rows = _per_method(methods, columns)
+    ncols = 1 + max((len(v) for v in rows.values()), default=0)
+    panels: list[Any] = []
+    for method, schedules in rows.items():
         panels.append(_umap_panel(emb, method, "dense", 0))
-        panels += [_umap_panel(emb, method, sc, sparsity) for sc in ("gmp", "oneshot")]
+        panels += [_umap_panel(emb, method, sc, sparsity) for sc in schedules]
+        panels += [None] * (ncols - 1 - len(schedules))
     fig_umap(
         panels,
         CLASSES,
         pdf,
         png,
-        ncols=3,
+        ncols=ncols,
         title=f"Figure 1: representations of dense and {sparsity}%-sparse models "
         "(UMAP)",
     )
@@ -92,20 +115,27 @@ def fig5(
     sparsities: Sequence[int],
     pdf: PathLike,
     png: PathLike,
+    methods: Sequence[str] = ("sup", "scl"),
+    columns: Sequence[tuple[str, str]] = FIGURE_COLUMNS,
 ) -> None:
-    """UMAP grid: the dense row, then one row per sparsity, four columns."""
+    """UMAP grid: the dense row (each method's dense model above its first
+    column), then one row per sparsity, one column per (method, schedule)."""
     emb = load_embeddings(embeddings)
-    dense = [_umap_panel(emb, "sup", "dense", 0), None]
-    dense += [_umap_panel(emb, "scl", "dense", 0), None]
-    panels: list[Any] = dense
+    panels: list[Any] = []
+    for method, schedules in _per_method(methods, columns).items():
+        panels.append(_umap_panel(emb, method, "dense", 0))
+        panels += [None] * (len(schedules) - 1)
+    ncols = max(len(panels), len(columns), 1)
+    panels += [None] * (ncols - len(panels))
     for s in sparsities:
-        panels += [_umap_panel(emb, m, sc, s) for m, sc in FIGURE_COLUMNS]
+        row = [_umap_panel(emb, m, sc, s) for m, sc in columns]
+        panels += row + [None] * (ncols - len(row))
     fig_umap(
         panels,
         CLASSES,
         pdf,
         png,
-        ncols=4,
+        ncols=ncols,
         title="Figure 5: UMAP of representations across pruning methods and sparsities",
     )
 
@@ -126,6 +156,10 @@ def fig_scatter(
     ``cells``: mappings with ``method, schedule, dense, sparse, pie`` paths.
     """
     note_substitution(title.split(":")[0], requested, sparsity)
+    if not cells:
+        text = absent_text(title.split(":")[0], FIGURE_COLUMNS)
+        fig_absent(pdf, png, title=title, text=text)
+        return
     kind = "q" if column in SCORE_COLUMNS["q"] else "pd"
     frames: dict[Any, pd.DataFrame] = {}
     for c in cells:
@@ -179,7 +213,12 @@ def fig_pies_by_class(
                     "a" if method == "sup" else "b",
                 )
             )
-        grid.append((row_label, drawn))
+        if drawn:
+            grid.append((row_label, drawn))
+    if not grid:
+        text = "no schedule and sparsity trained for both Sup and SCL"
+        fig_absent(pdf, png, title=title, text=f"{title.split(':')[0]}: {text}")
+        return
     fig_pie_classes(grid, CLASSES, pdf, png, title=title, sharey=sharey)  # type: ignore[arg-type]
 
 
@@ -195,12 +234,19 @@ def fig_gallery_pies(
     png: PathLike,
 ) -> None:
     """Figure 6: test images the dense population gets wrong and the sparse one
-    right (and the reverse), under GMP and One-Shot, with both modal labels."""
+    right (and the reverse), under each schedule of ``pies`` (the paper: GMP
+    and One-Shot), with both modal labels."""
+    title = f"Figure 6: {METHOD_LABELS[method]} images whose modal label flips"
+    if not pies:
+        cells = [(method, "gmp"), (method, "oneshot")]
+        fig_absent(pdf, png, title=title, text=absent_text("Figure 6", cells))
+        return
     note_substitution("Figure 6", requested, sparsity)
     test = load_prepared(data, "test")
     groups = []
-    for schedule, name in (("gmp", "GMP"), ("oneshot", "One-Shot")):
-        pie = load_pie(pies[schedule], index=test.index)
+    for schedule, path in pies.items():
+        name = SCHEDULE_LABELS[schedule]
+        pie = load_pie(path, index=test.index)
         for wrong_dense, text in (
             (True, "dense wrong, sparse right"),
             (False, "dense right, sparse wrong"),
@@ -210,12 +256,10 @@ def fig_gallery_pies(
             )
             images, captions = gallery_group(rows, test.images, test.index, CLASSES)
             groups.append((f"{name} {sparsity}%: {text}", images, captions))
-    label = METHOD_LABELS[method]
     fig_gallery(
         groups,
         pdf,
         png,
-        title=f"Figure 6: {label} images whose modal label flips\n"
-        "(U: dense population, S: sparse population)",
+        title=f"{title}\n(U: dense population, S: sparse population)",
         max_per_group=per_group,
     )

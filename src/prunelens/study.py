@@ -15,18 +15,23 @@ from typing import Any
 
 __all__ = [
     "FIGURE_COLUMNS",
+    "FIGURE_SCHEDULES",
     "GMP_SECTION",
     "GROUP_LABELS",
     "HEAD_GMP_SECTION",
     "METHODS",
     "METHOD_LABELS",
     "METHOD_SCHEDULES",
+    "PAPER_GROUPS",
+    "POST_TRAINING_SCHEDULES",
     "PRUNED_SCHEDULES",
     "SCHEDULES",
     "SCHEDULE_LABELS",
     "SPLIT_SIZES",
+    "UNSUPPORTED_SCHEDULES",
     "Grid",
     "group_label",
+    "imp_schedule",
 ]
 
 # CIFAR-10's images per split (both sources); a null data.subset_* is all of them.
@@ -34,10 +39,25 @@ SPLIT_SIZES = {"train": 50_000, "test": 10_000}
 
 METHODS = ("sup", "scl")  # cross-entropy; supervised contrastive (SupCon)
 # Every schedule; "dense" (s0) is implied for every method and never listed.
-SCHEDULES = ("dense", "gmp", "delayed_gmp", "oneshot")
+SCHEDULES = ("dense", "gmp", "delayed_gmp", "oneshot", "random", "imp")
 PRUNED_SCHEDULES = SCHEDULES[1:]
-# The schedules each method can run (delayed GMP is SCL only: paper §3).
-METHOD_SCHEDULES = {"sup": ("gmp", "oneshot"), "scl": ("gmp", "delayed_gmp", "oneshot")}
+# Prune a trained dense model, then the One-Shot fine-tune: every method has
+# them (prunelens.methods.PRUNERS; rule prune_oneshot).
+POST_TRAINING_SCHEDULES = ("oneshot", "random")
+# The schedules that prune during a method's own training.
+TRAINING_SCHEDULES = {"sup": ("gmp", "imp"), "scl": ("gmp", "delayed_gmp")}
+# The schedules each method can run, in vocabulary order.
+METHOD_SCHEDULES = {
+    m: tuple(
+        sc for sc in PRUNED_SCHEDULES if sc in own or sc in POST_TRAINING_SCHEDULES
+    )
+    for m, own in TRAINING_SCHEDULES.items()
+}
+# Why a (method, schedule) outside METHOD_SCHEDULES is refused (config checks).
+UNSUPPORTED_SCHEDULES = {
+    ("sup", "delayed_gmp"): "delayed GMP is for SCL only (paper §3)",
+    ("scl", "imp"): "IMP is implemented for sup only (prunelens.train.train_imp)",
+}
 
 METHOD_LABELS = {"sup": "Sup", "scl": "SCL"}
 SCHEDULE_LABELS = {
@@ -45,12 +65,24 @@ SCHEDULE_LABELS = {
     "gmp": "GMP",
     "delayed_gmp": "ΔGMP",
     "oneshot": "One-Shot",
+    "random": "Random",
+    "imp": "IMP",
 }
 GROUP_LABELS = {
     (m, sc): f"{METHOD_LABELS[m]} / {SCHEDULE_LABELS[sc]}"
     for m in METHODS
     for sc in METHOD_SCHEDULES[m]
 }
+
+# The paper's (method, schedule) groups (Table 1's columns): a table notes
+# those a grid lacks (prunelens.tables.absent_note).
+PAPER_GROUPS = (
+    ("sup", "gmp"),
+    ("sup", "oneshot"),
+    ("scl", "gmp"),
+    ("scl", "delayed_gmp"),
+    ("scl", "oneshot"),
+)
 
 # The `gmp.<section>` that schedules the pruning of a (method, schedule) during
 # training; the SCL linear head of every GMP-pruned SCL model has its own.
@@ -68,13 +100,16 @@ GMP_LOOP = {
     "scl_head": ("scl", "head"),
 }
 
-# The four method/schedule columns of Figures 2, 3, 5 and 7.
+# The four method/schedule columns of Figures 2, 3, 5 and 7 in the paper.
 FIGURE_COLUMNS = (
     ("sup", "gmp"),
     ("sup", "oneshot"),
     ("scl", "gmp"),
     ("scl", "oneshot"),
 )
+# The schedules the figures show (ΔGMP is in Table 1 only, as in the paper);
+# a grid's figure columns are those it trains (Grid.figure_columns).
+FIGURE_SCHEDULES = ("gmp", "oneshot", "random", "imp")
 
 
 def group_label(method: str, schedule: str) -> str:
@@ -133,6 +168,23 @@ class Grid:
             for s in self.sparsities(method, sc)
         ]
 
+    def figure_columns(
+        self, schedules: Sequence[str] = FIGURE_SCHEDULES
+    ) -> list[tuple[str, str]]:
+        """(method, schedule) columns of the figures: those of ``schedules``
+        the grid trains, method by method in vocabulary order (the paper's
+        grid: exactly FIGURE_COLUMNS)."""
+        return [
+            (m, sc)
+            for m in self.methods
+            for sc in self.pruned_schedules(m)
+            if sc in schedules
+        ]
+
+    def absent(self, columns: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+        """Those of ``columns`` the grid does not train."""
+        return [(m, sc) for m, sc in columns if not self.has(m, sc)]
+
     def all_cells(self) -> Iterator[tuple[str, str, int]]:
         for m in self.methods:
             for sc, s in self.cells(m):
@@ -168,3 +220,32 @@ class Grid:
             return 0
         below = [s for s in trained if s <= requested]
         return below[-1] if below else trained[0]
+
+
+# A step that lands this close below a target is that target (float noise).
+_EPS = 1e-9
+
+
+def imp_schedule(targets: Sequence[float], fraction: float) -> list[float]:
+    """Cumulative sparsity after each round.
+
+    Each round removes ``fraction`` of the remaining weights, except that a
+    round that would pass a requested target stops exactly at it; the last
+    round ends at ``max(targets)``. E.g. fraction 0.2, targets [0.5, 0.9]:
+    0.2, 0.36, 0.488, 0.5, 0.6, 0.68, ..., 0.8951424, 0.9.
+    """
+    if not 0 < fraction < 1:
+        raise ValueError(f"imp.fraction must be in (0, 1), got {fraction}")
+    if not targets or not all(0 < t < 1 for t in targets):
+        raise ValueError(f"IMP targets must be in (0, 1), got {list(targets)}")
+    out: list[float] = []
+    s = 0.0
+    for t in sorted(set(targets)):
+        while True:
+            s = 1 - (1 - s) * (1 - fraction)
+            if s >= t - _EPS:
+                out.append(t)
+                s = t
+                break
+            out.append(s)
+    return out

@@ -13,9 +13,16 @@ import yaml
 from prunelens.files import contract_error, load_pie, load_scores, same_examples
 from prunelens.pie import TieBreak, overlap_iou, pie_class_counts
 from prunelens.runtime import atomic_path
-from prunelens.study import GROUP_LABELS, METHOD_LABELS, PRUNED_SCHEDULES
+from prunelens.study import GROUP_LABELS, METHOD_LABELS, PAPER_GROUPS, PRUNED_SCHEDULES
 
-__all__ = ["GROUP_LABELS", "render_latex", "render_markdown", "table1", "write_table"]
+__all__ = [
+    "GROUP_LABELS",
+    "absent_note",
+    "render_latex",
+    "render_markdown",
+    "table1",
+    "write_table",
+]
 
 TABLE1_COLUMNS = [
     "method",
@@ -34,6 +41,24 @@ TABLE1_COLUMNS = [
     "pie_half",
     "pie_noise_floor",
 ]
+
+
+def absent_note(
+    df: pd.DataFrame,
+    expected: Sequence[tuple[str, str]] = PAPER_GROUPS,
+    *,
+    schedule_column: str = "schedule",
+) -> str:
+    """"Not in this grid: Sup / GMP, ..." for the ``expected`` (method,
+    schedule) groups that have no row in ``df``; "" when none is absent."""
+    present = set()
+    if len(df):
+        present = set(zip(df["method"], df[schedule_column], strict=True))
+    absent = [g for g in expected if g not in present]
+    if not absent:
+        return ""
+    names = ", ".join(GROUP_LABELS[g] for g in absent)
+    return f"Not in this grid (no rows): {names}."
 
 
 def load_paper(path: str | Path) -> dict[str, Any]:
@@ -392,7 +417,21 @@ def table3(
                 "paper_pie": ours_paper.get(sparsity, {}).get("pie"),
             }
         )
-    return pd.DataFrame(rows).astype({"hooker2019_pie": "Int64", "paper_pie": "Int64"})
+    columns = ["sparsity", "pie", "ties", "n_examples", "hooker2019_pie", "paper_pie"]
+    return pd.DataFrame(rows, columns=columns).astype(
+        {"hooker2019_pie": "Int64", "paper_pie": "Int64"}
+    )
+
+
+def table3_note(df: pd.DataFrame) -> str:
+    """Table 3's caption note; says so when the grid trains no Sup / GMP."""
+    note = "Hooker et al. (2019) used a different architecture."
+    if df.empty:
+        note += (
+            " Not in this grid: Sup / GMP (schedules.sup.gmp), so the table has "
+            "no rows."
+        )
+    return note
 
 
 def table3_wide(df: pd.DataFrame) -> pd.DataFrame:
@@ -446,6 +485,8 @@ def qscore_table(
                 row[f"paper_{col}"] = ref.get(col) if on_all else None
                 row[f"paper_{col}_std"] = ref.get(f"{col}_std") if on_all else None
             rows.append(row)
+    if not rows:  # no population of this method in the grid
+        return pd.DataFrame(columns=["method", "schedule", "sparsity", "subset"])
     return pd.DataFrame(rows)
 
 
@@ -459,6 +500,8 @@ def qscore_wide(df: pd.DataFrame) -> pd.DataFrame:
     """Paper layout: rows = sparsity, per schedule Q, Z, L1 as ``ours (paper)``."""
     sel = df[df["subset"] == "all"]
     out = pd.DataFrame({"Sparsity %": sorted(set(sel["sparsity"]))})
+    if sel.empty:
+        return out
     for schedule in [s for s in PRUNED_SCHEDULES if s in set(sel["schedule"])]:
         label = GROUP_LABELS[(sel["method"].iloc[0], schedule)]
         for col, name in zip(QSCORE_COLUMNS, ("Q", "Z", "‖h‖₁"), strict=True):
@@ -524,7 +567,8 @@ def depth_table(
                     "paper_non_pie_std": ref.get("non_pie_std") if parity else None,
                 }
             )
-    return pd.DataFrame(rows)
+    columns = ["method", "schedule", "group", "sparsity", "definition"]
+    return pd.DataFrame(rows) if rows else pd.DataFrame(columns=columns)
 
 
 def depth_wide(df: pd.DataFrame, definition: str) -> pd.DataFrame:
@@ -578,4 +622,5 @@ def pie_overlap(cells: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
                 "iou": overlap_iou(sup, scl),
             }
         )
-    return pd.DataFrame(rows)
+    columns = ["schedule", "sparsity", "sup_pie", "scl_pie", "shared", "iou"]
+    return pd.DataFrame(rows, columns=columns)

@@ -11,7 +11,7 @@ rule vote_pies:
     log:
         "results/logs/vote_pies/{method}/{schedule}/s{sparsity}.log",
     wildcard_constraints:
-        schedule="gmp|delayed_gmp|oneshot",
+        schedule="|".join(PRUNED_SCHEDULES),
     conda:
         "../../envs/prunelens.yaml"
     params:

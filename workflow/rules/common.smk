@@ -17,14 +17,16 @@ from prunelens.config import (
     seed_pattern_excluding,
 )
 from prunelens.study import (
-    FIGURE_COLUMNS,
+    FIGURE_SCHEDULES,
     GMP_SECTION,
     HEAD_GMP_SECTION,
     METHODS,
+    POST_TRAINING_SCHEDULES,
     PRUNED_SCHEDULES,
     SCHEDULES,
     SPLIT_SIZES,
     Grid,
+    imp_schedule,
 )
 
 # One line naming the bad key, before any job runs (and before Snakemake's
@@ -113,6 +115,30 @@ def stage_resources(stage, **own):
         **job_resources(**own),
         **{k: getattr(given[k], "value", given[k]) for k in given},
     }
+
+
+# The One-Shot fine-tune's SGD settings; `scope` is the oneshot pruner's
+# option (pruner_options), so changing it reruns no random cell.
+ONESHOT_HP = {k: v for k, v in config["oneshot"].items() if k != "scope"}
+
+
+def pruner_options(wildcards):
+    """The options of the post-training pruner a prune_oneshot job runs."""
+    if wildcards.schedule == "oneshot":
+        return {"scope": config["oneshot"]["scope"]}
+    return {}  # random: seeded by the model's seed, no option
+
+
+# IMP's sparsities (one train_imp job per seed writes them all) and the
+# epochs that job trains: the dense run, then each round from the rewind epoch.
+IMP_SPARSITIES = list(GRID.sparsities("sup", "imp"))
+IMP_EPOCHS = (
+    config["sup"]["epochs"]
+    + len(imp_schedule([s / 100 for s in IMP_SPARSITIES], config["imp"]["fraction"]))
+    * (config["sup"]["epochs"] - config["imp"]["rewind_epoch"])
+    if IMP_SPARSITIES
+    else 0
+)
 
 
 def cells(method):
@@ -262,6 +288,11 @@ def claims_inputs(wildcards):
     )
 
 
+# The (method, schedule) columns of Figures 1, 2, 3, 5 and 7: every figure
+# schedule the grid trains (the paper's grid: its four columns).
+FIGURE_COLUMNS = GRID.figure_columns()
+
+
 def trained_sparsity(requested, columns=FIGURE_COLUMNS):
     """The sparsity a figure of ``columns`` shows: ``requested`` if trained,
     else the largest trained one below it (else the smallest). Scripts log
@@ -274,8 +305,9 @@ def umap_cells():
     out = []
     for method in GRID.methods:
         out.append((method, "dense", 0))
-        for schedule in ("gmp", "oneshot"):
-            out += [(method, schedule, s) for s in GRID.sparsities(method, schedule)]
+        for m, schedule in FIGURE_COLUMNS:
+            if m == method:
+                out += [(m, schedule, s) for s in GRID.sparsities(m, schedule)]
     return out
 
 
@@ -358,7 +390,7 @@ def overlap_cells():
             "sup": pie_csv("sup", sc, s),
             "scl": pie_csv("scl", sc, s),
         }
-        for sc in ("gmp", "oneshot")
+        for sc in FIGURE_SCHEDULES
         for s in GRID.shared_sparsities(sc)
     ]
 
@@ -369,10 +401,17 @@ def cell_paths(cells_, *keys):
 
 
 SCATTER_SPARSITY = trained_sparsity(90)  # Figures 2 and 3 (paper: 90%)
-# Figure 6 shows SCL's GMP and One-Shot PIEs at one sparsity both have.
+# Figure 6 shows SCL's GMP and One-Shot PIEs at one sparsity both have (or
+# those of the two the grid trains).
+GALLERY_COLUMNS = [c for c in (("scl", "gmp"), ("scl", "oneshot")) if has(*c)]
 GALLERY_SPARSITY = GRID.nearest(
-    ANALYSIS["gallery_sparsity"], [("scl", "gmp"), ("scl", "oneshot")], common=True
+    ANALYSIS["gallery_sparsity"], GALLERY_COLUMNS, common=True
 )
+
+
+def gallery_pies():
+    """Figure 6's PIE tables, by schedule: those of GALLERY_COLUMNS."""
+    return {sc: pie_csv(m, sc, GALLERY_SPARSITY) for m, sc in GALLERY_COLUMNS}
 
 
 def scatter_cells(kind):

@@ -99,6 +99,7 @@ rule table4:
     params:
         paper=PAPER,
         cells=qscore_cells("scl"),
+        method="scl",
         title="Table 4: representation quality of SCL models (Q, Z, L1)",
         paper_table="table4",
     script:
@@ -123,6 +124,7 @@ rule table5:
     params:
         paper=PAPER,
         cells=qscore_cells("sup"),
+        method="sup",
         title="Table 5: representation quality of Sup models (Q, Z, L1)",
         paper_table="table5",
     script:
@@ -189,6 +191,7 @@ rule fig1:
         "../../envs/prunelens.yaml"
     params:
         methods=config["methods"],
+        columns=FIGURE_COLUMNS,
         sparsity=trained_sparsity(ANALYSIS["fig1_sparsity"]),
         requested=ANALYSIS["fig1_sparsity"],
     script:
@@ -283,6 +286,8 @@ rule fig5:
     conda:
         "../../envs/prunelens.yaml"
     params:
+        methods=config["methods"],
+        columns=FIGURE_COLUMNS,
         sparsities=umap_sparsities(),
     script:
         "../scripts/fig5.py"
@@ -291,8 +296,7 @@ rule fig5:
 rule fig6:
     input:
         data="results/data/cifar10.npz",
-        gmp=pie_csv("scl", "gmp", GALLERY_SPARSITY),
-        oneshot=pie_csv("scl", "oneshot", GALLERY_SPARSITY),
+        **gallery_pies(),
     output:
         pdf="results/figures/fig6.pdf",
         png=report(
@@ -305,6 +309,7 @@ rule fig6:
     conda:
         "../../envs/prunelens.yaml"
     params:
+        schedules=list(gallery_pies()),
         sparsity=GALLERY_SPARSITY,
         requested=ANALYSIS["gallery_sparsity"],
         per_group=8,
@@ -314,7 +319,7 @@ rule fig6:
 
 rule fig7:
     input:
-        list(pie_tables(["gmp", "oneshot"]).values()),
+        list(pie_tables(FIGURE_SCHEDULES).values()),
     output:
         pdf="results/figures/fig7.pdf",
         png=report(
@@ -327,8 +332,8 @@ rule fig7:
     conda:
         "../../envs/prunelens.yaml"
     params:
-        pies=pie_tables(["gmp", "oneshot"]),
-        rows=pie_class_rows(["gmp", "oneshot"]),
+        pies=pie_tables(FIGURE_SCHEDULES),
+        rows=pie_class_rows(FIGURE_SCHEDULES),
         title="Figure 7: PIEs per class and sparsity (strong: shared by Sup and SCL)",
         sharey="row",
     script:

@@ -1,8 +1,10 @@
 # Training: Sup from scratch (dense, or GMP during training); SCL as SupCon
 # pre-training (dense, GMP or delayed GMP) then a linear head on the frozen
-# encoder; One-Shot (global magnitude pruning of a dense model, then
-# fine-tuning) for both. Each job checkpoints resume.pt beside its first
-# output every epoch and resumes from it when its settings match.
+# encoder; One-Shot and Random (magnitude or random masks on a dense model,
+# then fine-tuning: rule prune_oneshot) for every method; IMP for Sup (one
+# job per seed writes every IMP sparsity). Each job checkpoints resume.pt
+# beside its first output every epoch and resumes from it when its settings
+# match.
 #
 # Every stage has a per-seed rule and, with seeds_per_job > 1, one rule per
 # block of seeds (named <stage>_seeds<first>_<last>) whose job trains the
@@ -17,8 +19,13 @@ ENCODER = "results/models/scl/{schedule}/s{sparsity}/seed{seed}/encoder.pt"
 SCL_MODEL = "results/models/scl/{schedule}/s{sparsity}/seed{seed}/model.pt"
 SCL_METRICS = "results/models/scl/{schedule}/s{sparsity}/seed{seed}/metrics.json"
 DENSE_MODEL = "results/models/{method}/dense/s0/seed{seed}/model.pt"
-OS_MODEL = "results/models/{method}/oneshot/s{sparsity}/seed{seed}/model.pt"
-OS_METRICS = "results/models/{method}/oneshot/s{sparsity}/seed{seed}/metrics.json"
+OS_MODEL = "results/models/{method}/{schedule}/s{sparsity}/seed{seed}/model.pt"
+OS_METRICS = "results/models/{method}/{schedule}/s{sparsity}/seed{seed}/metrics.json"
+# The schedules rule prune_oneshot runs: a post-training pruner, then the
+# One-Shot fine-tune (prunelens.methods.PRUNERS).
+POST_TRAINING = "|".join(POST_TRAINING_SCHEDULES)
+IMP_MODEL = "results/models/sup/imp/s{sparsity}/seed{{seed}}/model.pt"
+IMP_METRICS = "results/models/sup/imp/s{sparsity}/seed{{seed}}/metrics.json"
 NORM = {"mean": config["data"]["mean"], "std": config["data"]["std"]}
 
 
@@ -233,8 +240,9 @@ rule prune_oneshot:
         model=OS_MODEL,
         metrics=OS_METRICS,
     log:
-        "results/logs/prune_oneshot/{method}/oneshot/s{sparsity}/seed{seed}.log",
+        "results/logs/prune_oneshot/{method}/{schedule}/s{sparsity}/seed{seed}.log",
     wildcard_constraints:
+        schedule=POST_TRAINING,
         sparsity=r"[1-9]\d*",
         seed=SOLO_SEED,
     conda:
@@ -247,7 +255,8 @@ rule prune_oneshot:
         ),
     params:
         seeds=one_seed,
-        hp=config["oneshot"],
+        hp=ONESHOT_HP,
+        pruner=pruner_options,
         augment=config["sup"]["augment"],
         norm=NORM,
         precision=config["precision"],
@@ -267,8 +276,9 @@ for block in STACKED_BLOCKS:
             model=per_seed(OS_MODEL, block),
             metrics=per_seed(OS_METRICS, block),
         log:
-            f"results/logs/prune_oneshot/{{method}}/oneshot/s{{sparsity}}/seeds{block[0]}-{block[-1]}.log",
+            f"results/logs/prune_oneshot/{{method}}/{{schedule}}/s{{sparsity}}/seeds{block[0]}-{block[-1]}.log",
         wildcard_constraints:
+            schedule=POST_TRAINING,
             sparsity=r"[1-9]\d*",
         conda:
             "../../envs/prunelens.yaml"
@@ -283,9 +293,76 @@ for block in STACKED_BLOCKS:
             ),
         params:
             seeds=block,
-            hp=config["oneshot"],
+            hp=ONESHOT_HP,
+            pruner=pruner_options,
             augment=config["sup"]["augment"],
             norm=NORM,
             precision=config["precision"],
         script:
             "../scripts/prune_oneshot.py"
+
+
+# IMP (Sup only): one job per seed trains every IMP sparsity of the grid, the
+# rounds passing through the lower targets on their way to the highest.
+if IMP_SPARSITIES:
+
+    rule train_imp:
+        input:
+            data="results/data/cifar10.npz",
+        output:
+            model=expand(IMP_MODEL, sparsity=IMP_SPARSITIES),
+            metrics=expand(IMP_METRICS, sparsity=IMP_SPARSITIES),
+        log:
+            "results/logs/train_imp/sup/imp/seed{seed}.log",
+        wildcard_constraints:
+            seed=SOLO_SEED,
+        conda:
+            "../../envs/prunelens.yaml"
+        threads: 1
+        resources:
+            **job_resources(
+                runtime=job_runtime(IMP_EPOCHS * N_TRAIN, 0.3, 7.5),
+                mem_mb=TRAIN_MEM_MB,
+            ),
+        params:
+            seeds=one_seed,
+            sparsities=IMP_SPARSITIES,
+            arch=config["model"],
+            hp=config["sup"],
+            norm=NORM,
+            imp=config["imp"],
+            precision=config["precision"],
+        script:
+            "../scripts/train_imp.py"
+
+    for block in STACKED_BLOCKS:
+
+        rule:
+            name:
+                f"train_imp_seeds{block[0]}_{block[-1]}"
+            input:
+                data="results/data/cifar10.npz",
+            output:
+                model=[p for s in IMP_SPARSITIES for p in per_seed(IMP_MODEL.format(sparsity=s), block)],
+                metrics=[p for s in IMP_SPARSITIES for p in per_seed(IMP_METRICS.format(sparsity=s), block)],
+            log:
+                f"results/logs/train_imp/sup/imp/seeds{block[0]}-{block[-1]}.log",
+            conda:
+                "../../envs/prunelens.yaml"
+            threads: 1
+            resources:
+                **stage_resources(
+                    "train_imp",
+                    runtime=job_runtime(len(block) * IMP_EPOCHS * N_TRAIN, 0.3, 7.5),
+                    mem_mb=TRAIN_MEM_MB + 200 * len(block),
+                ),
+            params:
+                seeds=block,
+                sparsities=IMP_SPARSITIES,
+                arch=config["model"],
+                hp=config["sup"],
+                norm=NORM,
+                imp=config["imp"],
+                precision=config["precision"],
+            script:
+                "../scripts/train_imp.py"

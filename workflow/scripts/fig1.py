@@ -14,6 +14,7 @@ with log_to(snakemake.log[0], snakemake.output):
         methods=snakemake.params.methods,
         sparsity=snakemake.params.sparsity,
         requested=snakemake.params.requested,
+        columns=[tuple(c) for c in snakemake.params.columns],
         pdf=snakemake.output.pdf,
         png=snakemake.output.png,
     )

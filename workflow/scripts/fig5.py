@@ -12,6 +12,8 @@ with log_to(snakemake.log[0], snakemake.output):
     fig5(
         snakemake.input[0],
         sparsities=snakemake.params.sparsities,
+        methods=snakemake.params.methods,
+        columns=[tuple(c) for c in snakemake.params.columns],
         pdf=snakemake.output.pdf,
         png=snakemake.output.png,
     )

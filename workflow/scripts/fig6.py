@@ -10,7 +10,7 @@ if TYPE_CHECKING:
 
 with log_to(snakemake.log[0], snakemake.output):
     fig_gallery_pies(
-        {"gmp": snakemake.input.gmp, "oneshot": snakemake.input.oneshot},
+        {sc: snakemake.input[sc] for sc in snakemake.params.schedules},
         data=snakemake.input.data,
         method="scl",
         sparsity=snakemake.params.sparsity,

@@ -1,4 +1,5 @@
-"""Rules prune_oneshot[_seeds<a>_<b>]: global magnitude pruning + fine-tuning."""
+"""Rules prune_oneshot[_seeds<a>_<b>]: post-training pruning (One-Shot, Random)
++ fine-tuning."""
 
 from typing import TYPE_CHECKING
 
@@ -20,6 +21,8 @@ with log_to(snakemake.log[0], snakemake.output):
         norm=snakemake.params.norm,
         method=snakemake.wildcards.method,
         sparsity=int(snakemake.wildcards.sparsity),
+        pruner=snakemake.wildcards.schedule,
+        pruner_options=snakemake.params.pruner,
         settings={
             "device": snakemake.resources.device,
             "threads": snakemake.threads,

@@ -3,7 +3,8 @@
 from typing import TYPE_CHECKING
 
 from prunelens.runtime import log_to
-from prunelens.tables import qscore_table, qscore_wide, write_table
+from prunelens.study import PAPER_GROUPS
+from prunelens.tables import absent_note, qscore_table, qscore_wide, write_table
 
 if TYPE_CHECKING:
     from snakemake.script import snakemake
@@ -23,5 +24,8 @@ with log_to(snakemake.log[0], snakemake.output):
         title=snakemake.params.title,
         label=f"tab:{snakemake.params.paper_table}",
         note="Mean ± std over test images of model-averaged scores; "
-        "ours (paper). PIE and non-PIE rows are in the CSV.",
+        "ours (paper). PIE and non-PIE rows are in the CSV. "
+        + absent_note(
+            long, [g for g in PAPER_GROUPS if g[0] == snakemake.params.method]
+        ),
     )

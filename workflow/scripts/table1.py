@@ -4,6 +4,7 @@ from typing import TYPE_CHECKING
 
 from prunelens.runtime import log_to
 from prunelens.tables import (
+    absent_note,
     noise_floor_note,
     table1,
     table1_wide,
@@ -30,5 +31,5 @@ with log_to(snakemake.log[0], snakemake.output):
         label="tab:table1",
         note="Accuracy in %, mean ± std over seeds; PIE counts over the test set "
         f"with their {snakemake.params.bootstrap['confidence']:.0%} bootstrap CI over "
-        "models in brackets; " + noise_floor_note(long),
+        "models in brackets; " + noise_floor_note(long) + " " + absent_note(long),
     )

@@ -3,7 +3,7 @@
 from typing import TYPE_CHECKING
 
 from prunelens.runtime import log_to
-from prunelens.tables import table3, table3_wide, write_table
+from prunelens.tables import table3, table3_note, table3_wide, write_table
 
 if TYPE_CHECKING:
     from snakemake.script import snakemake
@@ -20,5 +20,5 @@ with log_to(snakemake.log[0], snakemake.output):
         tex=snakemake.output.tex,
         title="Table 3: Sup / GMP PIE counts",
         label="tab:table3",
-        note="Hooker et al. (2019) used a different architecture.",
+        note=table3_note(long),
     )

@@ -3,7 +3,7 @@
 from typing import TYPE_CHECKING
 
 from prunelens.runtime import log_to
-from prunelens.tables import depth_table, depth_wide, write_table
+from prunelens.tables import absent_note, depth_table, depth_wide, write_table
 
 if TYPE_CHECKING:
     from snakemake.script import snakemake
@@ -20,5 +20,6 @@ with log_to(snakemake.log[0], snakemake.output):
         title=f"Table 6: prediction depth ({definition}) of PIEs and non-PIEs",
         label="tab:table6",
         note="Mean ± std over test images; ours (paper). Dense rows use the PIEs "
-        "of the largest sparsity. Both PD definitions are in the CSV.",
+        "of the largest sparsity. Both PD definitions are in the CSV. "
+        + absent_note(long, schedule_column="group"),
     )

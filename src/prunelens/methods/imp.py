@@ -28,38 +28,10 @@ import torch
 from torch import Tensor, nn
 
 from prunelens.pruning import Target
+from prunelens.study import _EPS, imp_schedule
 from prunelens.stacked import drop_smallest, edit_masks, refresh_weights
 
 __all__ = ["capture", "imp_schedule", "prune_to", "rewind", "rounds_to"]
-
-# A step that lands this close below a target is that target (float noise).
-_EPS = 1e-9
-
-
-def imp_schedule(targets: Sequence[float], fraction: float) -> list[float]:
-    """Cumulative sparsity after each round.
-
-    Each round removes ``fraction`` of the remaining weights, except that a
-    round that would pass a requested target stops exactly at it; the last
-    round ends at ``max(targets)``. E.g. fraction 0.2, targets [0.5, 0.9]:
-    0.2, 0.36, 0.488, 0.5, 0.6, 0.68, ..., 0.8951424, 0.9.
-    """
-    if not 0 < fraction < 1:
-        raise ValueError(f"imp.fraction must be in (0, 1), got {fraction}")
-    if not targets or not all(0 < t < 1 for t in targets):
-        raise ValueError(f"IMP targets must be in (0, 1), got {list(targets)}")
-    out: list[float] = []
-    s = 0.0
-    for t in sorted(set(targets)):
-        while True:
-            s = 1 - (1 - s) * (1 - fraction)
-            if s >= t - _EPS:
-                out.append(t)
-                s = t
-                break
-            out.append(s)
-    return out
-
 
 def prune_to(targets: Sequence[Target], n_models: int, sparsity: float) -> None:
     """Per model, globally over ``targets``: prune the smallest-|w| unpruned

@@ -1,0 +1,188 @@
+"""Pruning schedules chosen by config (random, imp, oneshot.scope) through
+the DAG, combination errors, and tables and figures on grids with absent
+cells."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from conftest import REPO, TINY, job_counts, run_snakemake
+
+from prunelens.config import ConfigError, check, load_yaml
+from prunelens.data import make_synthetic_images_archive
+from prunelens.study import METHOD_SCHEDULES, Grid
+
+SCHEMA = REPO / "workflow/schemas/config.schema.yaml"
+
+# The brief's worked overlay: every new schedule, a non-default One-Shot scope.
+NEW_SCHEDULES = {
+    "schedules": {"sup": {"random": [50], "imp": [50, 80]}, "scl": {"random": [50]}},
+    "oneshot": {"scope": "layerwise"},
+    "imp": {"rewind_epoch": 0},
+}
+
+
+def merged(*overlays):
+    """config.yaml with ``overlays`` merged in (as Snakemake merges them)."""
+
+    def merge(a, b):
+        out = dict(a)
+        for k, v in b.items():
+            out[k] = merge(a[k], v) if isinstance(v, dict) and k in a else v
+        return out
+
+    cfg = load_yaml(REPO / "config.yaml")
+    for o in overlays:
+        cfg = merge(cfg, o)
+    return cfg
+
+
+def error(*overlays) -> str:
+    with pytest.raises(ConfigError) as err:
+        check(merged(*overlays), SCHEMA)
+    assert "\n" not in str(err.value)
+    return str(err.value)
+
+
+def test_every_method_gets_the_post_training_schedules():
+    assert METHOD_SCHEDULES == {
+        "sup": ("gmp", "oneshot", "random", "imp"),
+        "scl": ("gmp", "delayed_gmp", "oneshot", "random"),
+    }
+    grid = Grid.from_config(merged(NEW_SCHEDULES))
+    assert grid.sparsities("sup", "imp") == (50, 80)
+    assert grid.figure_columns() == [
+        ("sup", "gmp"),
+        ("sup", "oneshot"),
+        ("sup", "random"),
+        ("sup", "imp"),
+        ("scl", "gmp"),
+        ("scl", "oneshot"),
+        ("scl", "random"),
+    ]
+    # the paper's grid: the paper's four figure columns
+    assert Grid.from_config(merged()).figure_columns() == [
+        ("sup", "gmp"),
+        ("sup", "oneshot"),
+        ("scl", "gmp"),
+        ("scl", "oneshot"),
+    ]
+
+
+def test_the_default_config_and_the_new_schedules_pass():
+    check(merged(), SCHEMA)
+    check(merged(NEW_SCHEDULES), SCHEMA)
+
+
+@pytest.mark.parametrize(
+    ("overlay", "message"),
+    [
+        (
+            {"schedules": {"sup": {"delayed_gmp": [50]}}},
+            "config key 'schedules.sup.delayed_gmp': not a schedule of method "
+            "'sup': delayed GMP is for SCL only (paper §3)",
+        ),
+        (
+            {"schedules": {"scl": {"imp": [50]}}},
+            "config key 'schedules.scl.imp': not a schedule of method 'scl': IMP "
+            "is implemented for sup only (prunelens.train.train_imp)",
+        ),
+        (
+            {"schedules": {"sup": {"magnitude": [50]}}},
+            "config key 'schedules.sup': unknown key(s) 'magnitude'",
+        ),
+        (
+            {"gmp": {"sup_head": {"begin": 1, "end": 2, "frequency": 1}}},
+            "config key 'gmp.sup_head': method 'sup' trains no separate linear "
+            "head to prune (head GMP sections: gmp.scl_head)",
+        ),
+        (
+            {"schedules": {"sup": {"imp": [50]}}, "imp": {"rewind_epoch": 205}},
+            "config key 'imp.rewind_epoch': 205 is not before the end of training "
+            "(sup.epochs = 205), so IMP has nothing to retrain",
+        ),
+        (
+            {"schedules": {"sup": {"random": [100]}}},
+            "config key 'schedules.sup.random[0]': 100 is greater than or equal to "
+            "the maximum of 100",
+        ),
+        (
+            {"schedules": {"sup": {"imp": [0]}}},
+            "config key 'schedules.sup.imp[0]': 0 is less than or equal to the "
+            "minimum of 0",
+        ),
+        (
+            {"imp": {"fraction": 1.0}},
+            "config key 'imp.fraction': 1.0 is greater than or equal to the "
+            "maximum of 1",
+        ),
+        (
+            {"oneshot": {"scope": "per-layer"}},
+            "config key 'oneshot.scope': 'per-layer' is not one of ['global', "
+            "'layerwise']",
+        ),
+    ],
+)
+def test_a_nonsense_combination_is_one_line_naming_the_key(overlay, message):
+    assert error(overlay) == message
+
+
+def test_imp_rewinding_is_checked_only_when_imp_is_run():
+    check(merged({"imp": {"rewind_epoch": 500}}), SCHEMA)
+
+
+@pytest.mark.slow
+def test_the_new_schedules_dry_run_to_all(tmp_path):
+    archive = tmp_path / "tiny-images.tar.gz"
+    make_synthetic_images_archive(archive, n_train_per_class=12, n_test_per_class=6)
+    overlay = tmp_path / "tiny.yaml"
+    cfg = {**TINY, "data": {**TINY["data"], "images_archive": str(archive)}}
+    overlay.write_text(yaml.safe_dump(cfg))
+    extra = tmp_path / "new.yaml"
+    extra.write_text(yaml.safe_dump(NEW_SCHEDULES))
+    proc = run_snakemake(
+        tmp_path, "-n", "-p", "all", configfiles=[REPO / "config.yaml", overlay, extra]
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    # 2 seeds; cells: sup dense, gmp50, oneshot50, random50, imp50, imp80;
+    # scl dense, gmp50, delayed_gmp50, oneshot50, random50
+    assert job_counts(out) == {
+        "all": 1,
+        "prepare_cifar10": 1,
+        "train_supervised": 4,  # dense + gmp, 2 seeds
+        "train_imp": 2,  # one job per seed writes s50 and s80
+        "pretrain_supcon": 6,
+        "fit_linear_head": 6,
+        "prune_oneshot": 8,  # (sup, scl) x (oneshot, random) x 2 seeds
+        "predict": 11,
+        "probe_depth": 11,
+        "score_q": 11,
+        "vote_pies": 9,
+        "embed_umap": 1,
+        "claims": 1,
+        "table1": 1,
+        "table3": 1,
+        "table4": 1,
+        "table5": 1,
+        "table6": 1,
+        "pie_overlap": 1,
+        **{f"fig{n}": 1 for n in range(1, 8)},
+    }, out
+    # random cells reuse prune_oneshot: its own paths, a pruner without options
+    random_jobs = re.findall(
+        r"rule prune_oneshot:\n(?:    .*\n)*?    output: (results/models/\w+/random/\S+)",
+        proc.stdout,
+    )
+    assert len(random_jobs) == 4, proc.stdout[-3000:]
+    imp = re.findall(r"rule train_imp:\n(?:    .*\n)*?    output: (.*)", proc.stdout)
+    assert sorted(imp[0].split(", ")) == sorted(
+        f"results/models/sup/imp/s{s}/seed{seed}/{f}"
+        for s in (50, 80)
+        for f in ("model.pt", "metrics.json")
+        for seed in [int(re.search(r"seed(\d)", imp[0]).group(1))]
+    )
