@@ -186,3 +186,223 @@ def test_the_new_schedules_dry_run_to_all(tmp_path):
         for f in ("model.pt", "metrics.json")
         for seed in [int(re.search(r"seed(\d)", imp[0]).group(1))]
     )
+
+
+# ------------------------------------------------ tables and figures, absent cells
+
+PAPER = load_yaml(REPO / "workflow/resources/paper-tables.yaml")
+
+
+def test_table3_without_sup_gmp_says_so_instead_of_failing():
+    from prunelens.tables import render_markdown, table3, table3_note, table3_wide
+
+    long = table3({}, PAPER)
+    assert long.empty
+    assert list(long.columns) == [
+        "sparsity",
+        "pie",
+        "ties",
+        "n_examples",
+        "hooker2019_pie",
+        "paper_pie",
+    ]
+    wide = table3_wide(long)
+    assert list(wide.columns) == [
+        "Sparsity %",
+        "Hooker et al. (2019)",
+        "Corti et al. (2022)",
+        "ours",
+    ]
+    note = table3_note(long)
+    assert note == (
+        "Hooker et al. (2019) used a different architecture. Not in this grid: "
+        "Sup / GMP (schedules.sup.gmp), so the table has no rows."
+    )
+    assert render_markdown(wide, "Table 3", note).endswith(note + "\n")
+
+
+def test_tables_of_absent_methods_and_schedules_have_no_rows_and_a_note():
+    from prunelens.tables import (
+        absent_note,
+        depth_table,
+        depth_wide,
+        pie_overlap,
+        qscore_table,
+        qscore_wide,
+    )
+
+    assert qscore_wide(qscore_table([], PAPER, "table4")).columns.tolist() == [
+        "Sparsity %"
+    ]
+    assert depth_wide(depth_table([], PAPER), "corti").columns.tolist() == [
+        "Sparsity %"
+    ]
+    assert pie_overlap([]).columns.tolist() == [
+        "schedule",
+        "sparsity",
+        "sup_pie",
+        "scl_pie",
+        "shared",
+        "iou",
+    ]
+    rows = pd.DataFrame(
+        {"method": ["sup", "sup", "sup"], "schedule": ["dense", "random", "imp"]}
+    )
+    assert absent_note(rows) == (
+        "Not in this grid (no rows): Sup / GMP, Sup / One-Shot, SCL / GMP, "
+        "SCL / ΔGMP, SCL / One-Shot."
+    )
+    paper_like = pd.DataFrame(
+        {"method": ["sup", "sup"], "schedule": ["gmp", "oneshot"]}
+    )
+    assert absent_note(paper_like, [("sup", "gmp"), ("sup", "oneshot")]) == ""
+
+
+def test_table1_shows_the_new_schedules_as_columns(tmp_path):
+    from prunelens.tables import table1_wide
+
+    rows = [
+        ("sup", "dense", 0, 10, 0.9),
+        ("sup", "random", 50, 40, 0.5),
+        ("sup", "imp", 50, 5, 0.88),
+    ]
+    long = pd.DataFrame(
+        [
+            {
+                "method": m,
+                "schedule": sc,
+                "sparsity": s,
+                "n_models": 2,
+                "pie": pie,
+                "ties": 0,
+                "acc_mean": acc,
+                "acc_std": 0.0,
+                "paper_pie": None,
+                "paper_acc_mean": None,
+                "paper_acc_std": None,
+                "pie_ci_low": None,
+                "pie_ci_high": None,
+                "pie_half": None,
+                "pie_noise_floor": None,
+            }
+            for m, sc, s, pie, acc in rows
+        ]
+    )
+    wide = table1_wide(long)
+    assert [c for c in wide.columns if c != "Sparsity %"][0].startswith("Sup / Random")
+    assert any(c.startswith("Sup / IMP") for c in wide.columns)
+    assert not any("GMP" in c for c in wide.columns)
+
+
+def _pie_csv(path, n=20, pies=(1, 5)):
+    labels = np.arange(n) % 10
+    pd.DataFrame(
+        {
+            "index": np.arange(n),
+            "label": labels,
+            "dense_mode": labels,
+            "pruned_mode": [(y + (i in pies)) % 10 for i, y in enumerate(labels)],
+            "pie": [i in pies for i in range(n)],
+            "tie": False,
+        }
+    ).to_csv(path, index=False)
+    return path
+
+
+def _drawn(tmp_path, name):
+    pdf, png = tmp_path / f"{name}.pdf", tmp_path / f"{name}.png"
+    assert pdf.stat().st_size > 0 and png.stat().st_size > 0
+    return pdf, png
+
+
+def test_figures_of_absent_cells_draw_a_panel_saying_so(tmp_path):
+    from pypdf import PdfReader
+
+    from prunelens.paper import absent_text, fig_gallery_pies, fig_pies_by_class
+    from prunelens.paper import fig_scatter
+
+    fig_scatter(
+        [],
+        column="q",
+        axis_label="Q-Score",
+        title="Figure 2: Q-Score",
+        sparsity=0,
+        requested=90,
+        pdf=tmp_path / "f2.pdf",
+        png=tmp_path / "f2.png",
+    )
+    text = PdfReader(_drawn(tmp_path, "f2")[0]).pages[0].extract_text()
+    assert absent_text("Figure 2", [("sup", "gmp")]) == (
+        "Figure 2: not in this grid (needs Sup / GMP)"
+    )
+    assert "not in this grid" in text
+    fig_pies_by_class(
+        {},
+        rows=[("(a) Sup / One-Shot", []), ("(b) SCL / One-Shot", [])],
+        title="Figure 4: PIEs per class",
+        pdf=tmp_path / "f4.pdf",
+        png=tmp_path / "f4.png",
+    )
+    text = PdfReader(_drawn(tmp_path, "f4")[0]).pages[0].extract_text()
+    assert "no schedule and sparsity trained for both Sup and SCL" in text
+    fig_gallery_pies(
+        {},
+        data=tmp_path / "absent.npz",  # not read: nothing to show
+        method="scl",
+        sparsity=0,
+        requested=30,
+        per_group=8,
+        pdf=tmp_path / "f6.pdf",
+        png=tmp_path / "f6.png",
+    )
+    text = PdfReader(_drawn(tmp_path, "f6")[0]).pages[0].extract_text()
+    assert "needs SCL / GMP, SCL / One-Shot" in text
+
+
+def test_umap_figures_take_the_columns_of_the_grid(tmp_path):
+    from prunelens.paper import fig1, fig5
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for sc, s in (("dense", 0), ("random", 50), ("imp", 50)):
+        mode = rng.integers(0, 10, 20)
+        rows.append(
+            pd.DataFrame(
+                {
+                    "method": "sup",
+                    "schedule": sc,
+                    "sparsity": s,
+                    "index": np.arange(20),
+                    "x": rng.normal(size=20),
+                    "y": rng.normal(size=20),
+                    "mode": mode,
+                    "pie": rng.random(20) < 0.2,
+                }
+            )
+        )
+    emb = tmp_path / "emb.csv"
+    pd.concat(rows).to_csv(emb, index=False)
+    columns = [("sup", "random"), ("sup", "imp")]
+    fig1(
+        emb,
+        methods=["sup"],
+        columns=columns,
+        sparsity=50,
+        requested=95,
+        pdf=tmp_path / "f1.pdf",
+        png=tmp_path / "f1.png",
+    )
+    fig5(
+        emb,
+        methods=["sup"],
+        columns=columns,
+        sparsities=[50],
+        pdf=tmp_path / "f5.pdf",
+        png=tmp_path / "f5.png",
+    )
+    from pypdf import PdfReader
+
+    for name in ("f1", "f5"):
+        text = PdfReader(_drawn(tmp_path, name)[0]).pages[0].extract_text()
+        assert "Sup / Random 50%" in text and "Sup / IMP 50%" in text, text
+        assert "not in grid" not in text

@@ -167,7 +167,8 @@ def fig_umap(
         fig, axes = plt.subplots(
             nrows,
             ncols,
-            figsize=(3.3 * ncols, 3.1 * nrows + 0.9),
+            # at least 3 panels wide, so the title and the legend fit
+            figsize=(3.3 * max(ncols, 3), 3.1 * nrows + 0.9),
             layout="constrained",
             squeeze=False,
         )

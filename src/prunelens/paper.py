@@ -194,6 +194,10 @@ def fig_pies_by_class(
     of ``rows`` is (row label, [(method, schedule, sparsity), ...]). Shared
     means a PIE of both methods under the same schedule and sparsity.
     """
+    if not any(panels for _, panels in rows):
+        text = "no schedule and sparsity trained for both Sup and SCL"
+        fig_absent(pdf, png, title=title, text=f"{title.split(':')[0]}: {text}")
+        return
     tables = {key: load_pie(path) for key, path in pies.items()}
     same_examples(
         [(pies[k], t["index"].to_numpy()) for k, t in tables.items()], rule="vote_pies"
@@ -215,10 +219,6 @@ def fig_pies_by_class(
             )
         if drawn:
             grid.append((row_label, drawn))
-    if not grid:
-        text = "no schedule and sparsity trained for both Sup and SCL"
-        fig_absent(pdf, png, title=title, text=f"{title.split(':')[0]}: {text}")
-        return
     fig_pie_classes(grid, CLASSES, pdf, png, title=title, sharey=sharey)  # type: ignore[arg-type]
 
 

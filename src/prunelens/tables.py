@@ -368,7 +368,10 @@ def write_table(
 
 
 def _same_examples(frames: Mapping[Any, pd.DataFrame], rule: str | None = None) -> None:
-    """All the per-example tables a table reads cover the same examples."""
+    """All the per-example tables a table reads cover the same examples
+    (none: a table of absent cells)."""
+    if not frames:
+        return
     same_examples([(p, f["index"].to_numpy()) for p, f in frames.items()], rule=rule)
 
 
