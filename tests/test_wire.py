@@ -175,7 +175,8 @@ def test_the_new_schedules_dry_run_to_all(tmp_path):
     }, out
     # random cells reuse prune_oneshot: its own paths, a pruner without options
     random_jobs = re.findall(
-        r"rule prune_oneshot:\n(?:    .*\n)*?    output: (results/models/\w+/random/\S+)",
+        r"rule prune_oneshot:\n(?:    .*\n)*?    "
+        r"output: (results/models/\w+/random/\S+)",
         proc.stdout,
     )
     assert len(random_jobs) == 4, proc.stdout[-3000:]
@@ -311,15 +312,20 @@ def _pie_csv(path, n=20, pies=(1, 5)):
 
 def _drawn(tmp_path, name):
     pdf, png = tmp_path / f"{name}.pdf", tmp_path / f"{name}.png"
-    assert pdf.stat().st_size > 0 and png.stat().st_size > 0
+    assert pdf.stat().st_size > 0
+    assert png.stat().st_size > 0
     return pdf, png
 
 
 def test_figures_of_absent_cells_draw_a_panel_saying_so(tmp_path):
     from pypdf import PdfReader
 
-    from prunelens.paper import absent_text, fig_gallery_pies, fig_pies_by_class
-    from prunelens.paper import fig_scatter
+    from prunelens.paper import (
+        absent_text,
+        fig_gallery_pies,
+        fig_pies_by_class,
+        fig_scatter,
+    )
 
     fig_scatter(
         [],
@@ -404,5 +410,6 @@ def test_umap_figures_take_the_columns_of_the_grid(tmp_path):
 
     for name in ("f1", "f5"):
         text = PdfReader(_drawn(tmp_path, name)[0]).pages[0].extract_text()
-        assert "Sup / Random 50%" in text and "Sup / IMP 50%" in text, text
+        assert "Sup / Random 50%" in text, text
+        assert "Sup / IMP 50%" in text, text
         assert "not in grid" not in text

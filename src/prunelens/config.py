@@ -154,7 +154,11 @@ def _head_section_error(config: Mapping[str, Any]) -> str | None:
     known = set(_gmp_users())
     for key in gmp:
         method = str(key).removesuffix("_head")
-        if key not in known and str(key).endswith("_head") and method in METHOD_SCHEDULES:
+        if (
+            key not in known
+            and str(key).endswith("_head")
+            and method in METHOD_SCHEDULES
+        ):
             heads = ", ".join(f"gmp.{m}_head" for m in with_head)
             return (
                 f"config key 'gmp.{key}': method '{method}' trains no separate "

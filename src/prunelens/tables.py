@@ -49,8 +49,8 @@ def absent_note(
     *,
     schedule_column: str = "schedule",
 ) -> str:
-    """"Not in this grid: Sup / GMP, ..." for the ``expected`` (method,
-    schedule) groups that have no row in ``df``; "" when none is absent."""
+    """A note naming the ``expected`` (method, schedule) groups that have no
+    row in ``df`` ("Not in this grid (no rows): Sup / GMP, ..."); "" if none."""
     present = set()
     if len(df):
         present = set(zip(df["method"], df[schedule_column], strict=True))

@@ -295,8 +295,8 @@ rule fig5:
 
 rule fig6:
     input:
-        data="results/data/cifar10.npz",
         **gallery_pies(),
+        data="results/data/cifar10.npz",
     output:
         pdf="results/figures/fig6.pdf",
         png=report(

@@ -343,8 +343,16 @@ if IMP_SPARSITIES:
             input:
                 data="results/data/cifar10.npz",
             output:
-                model=[p for s in IMP_SPARSITIES for p in per_seed(IMP_MODEL.format(sparsity=s), block)],
-                metrics=[p for s in IMP_SPARSITIES for p in per_seed(IMP_METRICS.format(sparsity=s), block)],
+                model=[
+                    p
+                    for s in IMP_SPARSITIES
+                    for p in per_seed(IMP_MODEL.format(sparsity=s), block)
+                ],
+                metrics=[
+                    p
+                    for s in IMP_SPARSITIES
+                    for p in per_seed(IMP_METRICS.format(sparsity=s), block)
+                ],
             log:
                 f"results/logs/train_imp/sup/imp/seeds{block[0]}-{block[-1]}.log",
             conda:

@@ -18,6 +18,10 @@ with log_to(snakemake.log[0], snakemake.output):
         tex=snakemake.output.tex,
         title="PIEs shared by Sup and SCL (intersection over union)",
         label="tab:pie_overlap",
-        note="" if len(long) else "Not in this grid: no schedule and sparsity "
-        "trained for both Sup and SCL, so the table has no rows.",
+        note=(
+            ""
+            if len(long)
+            else "Not in this grid: no schedule and sparsity trained for both "
+            "Sup and SCL, so the table has no rows."
+        ),
     )

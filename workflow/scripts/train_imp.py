@@ -12,12 +12,14 @@ if TYPE_CHECKING:
 n = len(snakemake.params.seeds)
 sparsities = snakemake.params.sparsities
 models, metrics = as_paths(snakemake.output.model), as_paths(snakemake.output.metrics)
+model_outs = {s: models[i * n : (i + 1) * n] for i, s in enumerate(sparsities)}
+metrics_outs = {s: metrics[i * n : (i + 1) * n] for i, s in enumerate(sparsities)}
 with log_to(snakemake.log[0], snakemake.output):
     train_imp(
         data=snakemake.input.data,
         seeds=snakemake.params.seeds,
-        model_outs={s: models[i * n : (i + 1) * n] for i, s in enumerate(sparsities)},
-        metrics_outs={s: metrics[i * n : (i + 1) * n] for i, s in enumerate(sparsities)},
+        model_outs=model_outs,
+        metrics_outs=metrics_outs,
         arch=snakemake.params.arch,
         hp=snakemake.params.hp,
         norm=snakemake.params.norm,

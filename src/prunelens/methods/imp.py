@@ -28,10 +28,11 @@ import torch
 from torch import Tensor, nn
 
 from prunelens.pruning import Target
-from prunelens.study import _EPS, imp_schedule
 from prunelens.stacked import drop_smallest, edit_masks, refresh_weights
+from prunelens.study import _EPS, imp_schedule
 
 __all__ = ["capture", "imp_schedule", "prune_to", "rewind", "rounds_to"]
+
 
 def prune_to(targets: Sequence[Target], n_models: int, sparsity: float) -> None:
     """Per model, globally over ``targets``: prune the smallest-|w| unpruned
