@@ -31,8 +31,8 @@ def test_paper_and_quick_configs_are_valid(paper_config):
         ({"schedules": {"sup": {"magic": [50]}}}, "schedules.sup", "'magic'"),
         (
             {"schedules": {"sup": {"delayed_gmp": [50]}}},
-            "schedules.sup",
-            "'delayed_gmp'",
+            "schedules.sup.delayed_gmp",
+            "delayed GMP is for SCL only",
         ),
         ({"schedules": {"sup": {"gmp": [50, 100]}}}, "schedules.sup.gmp[1]", "100"),
         ({"schedules": {"scl": {"oneshot": [-5]}}}, "schedules.scl.oneshot[0]", "-5"),
