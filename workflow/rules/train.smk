@@ -43,7 +43,7 @@ rule train_supervised:
         ),
     params:
         seeds=one_seed,
-        arch=config["model"],
+        arch=ARCH,
         hp=config["sup"],
         norm=NORM,
         gmp=gmp_params("sup"),
@@ -79,7 +79,7 @@ for block in STACKED_BLOCKS:
             ),
         params:
             seeds=block,
-            arch=config["model"],
+            arch=ARCH,
             hp=config["sup"],
             norm=NORM,
             gmp=gmp_params("sup"),
@@ -110,7 +110,7 @@ rule pretrain_supcon:
         ),
     params:
         seeds=one_seed,
-        arch=config["model"],
+        arch=ARCH,
         hp=config["scl"]["pretrain"],
         norm=NORM,
         gmp=gmp_params("scl"),
@@ -148,7 +148,7 @@ for block in STACKED_BLOCKS:
             ),
         params:
             seeds=block,
-            arch=config["model"],
+            arch=ARCH,
             hp=config["scl"]["pretrain"],
             norm=NORM,
             gmp=gmp_params("scl"),
