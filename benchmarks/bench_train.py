@@ -114,7 +114,7 @@ SGD = {"lr": 0.01, "momentum": 0.9, "weight_decay": 5e-4}
 ARCH = {"depth": 16, "width": 2}
 # --only arch: the model.arch choices, timed side by side
 ARCH_CASES = {"WRN-16-2": ARCH, "ResNet-18": {"name": "resnet18"}}
-ARCH_BATCH = 64  # same for both; a CPU ResNet-18 step of 128 takes ~10 s
+ARCH_BATCH = 64  # same for both; small, so the CPU run stays under 3 minutes
 N_EMBED, N_KNN_TRAIN, N_KNN_TEST, KNN_K = 60_000, 50_000, 10_000, 30
 
 # Targets printed beside the measurements (the project's brief).
@@ -163,6 +163,8 @@ class Bench:
             "only": getattr(args, "only", None),
             "machine": machine(self.dev),
             "commit": git_commit(),
+            # other jobs on a shared host slow every rate alike; the ratios hold
+            "load_avg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
             "rows": [],
             "skipped": [],
         }
@@ -1398,7 +1400,10 @@ def _arch_section(files: list[Path]) -> list[str]:
         "`python benchmarks/bench_train.py --device cpu --only arch`: one Sup "
         "training step (as `sup/project`) and inference (the predict rule's "
         "`prunelens.evaluate.predict`) per architecture at the same batch "
-        "size, the four cases interleaved, each the median of its rounds.",
+        "size, the four cases interleaved, each the median of its rounds "
+        "(range in brackets). Interleaving spreads other jobs' load on a "
+        "shared host over the four cases, so compare the ratio row; the "
+        "absolute rates hold only for that host at that load.",
     ]
     for dev in sorted(newest):
         path, d = newest[dev]
@@ -1409,7 +1414,8 @@ def _arch_section(files: list[Path]) -> list[str]:
             f"`{path.name}` ({dev}): commit {d.get('commit') or 'unknown'}; "
             f"CPU {m['cpu']} ({m['cores']} cores, torch threads: "
             f"{m['torch_threads']}){'; GPU ' + m['gpu'] if m['gpu'] else ''}; "
-            f"torch {m['torch']}; {d['date']}; batch {d.get('arch_batch')}",
+            f"torch {m['torch']}; {d['date']}; batch {d.get('arch_batch')}"
+            + (f"; load average {d['load_avg'][0]:.1f}" if d.get("load_avg") else ""),
             "",
             "| architecture | training img/s | inference img/s |",
             "| --- | ---: | ---: |",
@@ -1419,19 +1425,23 @@ def _arch_section(files: list[Path]) -> list[str]:
             row = rows.get(f"arch/{kind}/{name}")
             return row["value"] if row else None
 
+        def shown(kind: str, name: str, rows: dict[str, Any] = rows) -> str:
+            row = rows.get(f"arch/{kind}/{name}")
+            if not row:
+                return ""
+            lo, hi = min(row["rounds"]), max(row["rounds"])
+            return f"{row['value']:,.1f} ({lo:,.1f}-{hi:,.1f})"
+
         for name in ARCH_CASES:
-            train, infer = rate("train", name), rate("infer", name)
-            lines.append(f"| {name} | {_num(train)} | {_num(infer)} |")
+            lines.append(
+                f"| {name} | {shown('train', name)} | {shown('infer', name)} |"
+            )
         a, b = ARCH_CASES
         ratios = [_x(_ratio(rate(k, a), rate(k, b))) for k in ("train", "infer")]
         lines.append(f"| {a} / {b} | {ratios[0]} | {ratios[1]} |")
         for s in d.get("skipped", []):
             lines.append(f"| {s['id']} | skipped | {s['why']} |")
     return lines
-
-
-def _num(v: float | None) -> str:
-    return "" if v is None else f"{v:,.0f}"
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:
