@@ -65,11 +65,12 @@ except ImportError:  # not installed: use the checkout this script lives in
 
 from prunelens import augment  # noqa: E402
 from prunelens.depth import probe_activations, probe_predictions  # noqa: E402
+from prunelens.evaluate import predict  # noqa: E402
 from prunelens.losses import supcon_loss  # noqa: E402
 from prunelens.models import (  # noqa: E402
     SupConNetwork,
-    WideResNetEncoder,
     build_classifier,
+    build_encoder,
 )
 from prunelens.runtime import keep_freed_memory  # noqa: E402
 from prunelens.stacked import StackedClassifier  # noqa: E402
@@ -111,6 +112,9 @@ SUP_BATCH, SCL_BATCH = 128, 1024
 # random-label training finite.
 SGD = {"lr": 0.01, "momentum": 0.9, "weight_decay": 5e-4}
 ARCH = {"depth": 16, "width": 2}
+# --only arch: the model.arch choices, timed side by side
+ARCH_CASES = {"WRN-16-2": ARCH, "ResNet-18": {"name": "resnet18"}}
+ARCH_BATCH = 64  # same for both; small, so the CPU run stays under 3 minutes
 N_EMBED, N_KNN_TRAIN, N_KNN_TEST, KNN_K = 60_000, 50_000, 10_000, 30
 
 # Targets printed beside the measurements (the project's brief).
@@ -158,6 +162,9 @@ class Bench:
             "quick": self.quick,
             "only": getattr(args, "only", None),
             "machine": machine(self.dev),
+            "commit": git_commit(),
+            # other jobs on a shared host slow every rate alike; the ratios hold
+            "load_avg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
             "rows": [],
             "skipped": [],
         }
@@ -245,6 +252,21 @@ class Bench:
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps(self.data, indent=2) + "\n")
         os.replace(tmp, self.path)
+
+
+def git_commit() -> str | None:
+    """The checkout's commit, ``-dirty`` when tracked files differ from it."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=REPO, capture_output=True, text=True, check=True,
+        ).stdout.strip()  # fmt: skip
+        dirty = subprocess.run(
+            ["git", "diff", "--quiet", "HEAD", "--"], cwd=REPO, check=False
+        ).returncode
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head + ("-dirty" if dirty else "")
 
 
 def machine(dev: torch.device) -> dict[str, Any]:
@@ -352,7 +374,7 @@ def sup_baseline(b: Bench, n: int, workers: int) -> Callable[[], Callable[[], in
         images, labels = random_set(n)
         ds = PerImageSet(images, labels, per_image_transform(False), 1)
         batches = cycle(_loader(ds, SUP_BATCH, workers, b.cuda))
-        model = build_classifier(**ARCH).to(b.dev)
+        model = build_classifier(ARCH).to(b.dev)
         opt = torch.optim.SGD(model.parameters(), **SGD)
 
         def step() -> int:
@@ -378,7 +400,7 @@ def scl_baseline(
         images, labels = random_set(n)
         ds = PerImageSet(images, labels, per_image_transform(True), 2)
         batches = cycle(_loader(ds, batch, workers, b.cuda))
-        net = SupConNetwork(WideResNetEncoder(**ARCH)).to(b.dev)
+        net = SupConNetwork(build_encoder(ARCH)).to(b.dev)
         opt = torch.optim.SGD(net.parameters(), **SGD)
 
         def step() -> int:
@@ -436,19 +458,25 @@ def _batches(b: Bench, n: int, batch: int, seed: int) -> tuple[torch.Generator, 
 
 
 def sup_project(
-    b: Bench, n: int, bf16: bool = False, compile_mode: str | None = None
+    b: Bench,
+    n: int,
+    bf16: bool = False,
+    compile_mode: str | None = None,
+    *,
+    arch: dict[str, Any] = ARCH,
+    batch: int = SUP_BATCH,
 ) -> Callable[[], Callable[[], int]]:
-    """One model as prunelens.train.fit trains it; ``compile_mode`` (not None)
-    wraps the model in torch.compile with that mode ("default",
+    """One model of ``arch`` as prunelens.train.fit trains it; ``compile_mode``
+    (not None) wraps the model in torch.compile with that mode ("default",
     "reduce-overhead" for CUDA graphs)."""
 
     def make() -> Callable[[], int]:
         images, labels = _on_device(b, n)
-        model = build_classifier(**ARCH).to(b.dev, memory_format=torch.channels_last)
+        model = build_classifier(arch).to(b.dev, memory_format=torch.channels_last)
         opt = torch.optim.SGD(model.parameters(), **SGD)
         net = model if compile_mode is None else torch.compile(model, mode=compile_mode)
         views = _crop_flip(SUP_AUG)
-        gen, batches = _batches(b, n, SUP_BATCH, 0)
+        gen, batches = _batches(b, n, batch, 0)
 
         def step() -> int:
             idx = next(batches)
@@ -471,7 +499,7 @@ def scl_project(
 ) -> Callable[[], Callable[[], int]]:
     def make() -> Callable[[], int]:
         images, labels = _on_device(b, n)
-        net = SupConNetwork(WideResNetEncoder(**ARCH)).to(
+        net = SupConNetwork(build_encoder(ARCH)).to(
             b.dev, memory_format=torch.channels_last
         )
         opt = torch.optim.SGD(net.parameters(), **SGD)
@@ -509,7 +537,7 @@ def stacked(
     def make() -> Callable[[], int]:
         images, labels = _on_device(b, n)
         fmt = torch.channels_last if channels_last else torch.contiguous_format
-        model = StackedClassifier(k, **ARCH).to(b.dev, memory_format=fmt)
+        model = StackedClassifier(k, ARCH).to(b.dev, memory_format=fmt)
         net: Callable[[Tensor], Tensor] = (
             torch.compile(model, mode=compile_mode) if compile else model
         )
@@ -530,6 +558,55 @@ def stacked(
         return step
 
     return make
+
+
+def inference(
+    b: Bench, n: int, arch: dict[str, Any], batch: int
+) -> Callable[[], Callable[[], int]]:
+    """Eval-mode logits and representation of ``batch`` images, the path of
+    the predict rule (``prunelens.evaluate.predict``: uint8 -> normalised,
+    channels_last, no grad)."""
+
+    def make() -> Callable[[], int]:
+        images, _ = random_set(n)
+        model = build_classifier(arch).to(b.dev, memory_format=torch.channels_last)
+        starts = iter(range(0, 10**9, batch))
+
+        def step() -> int:
+            i = next(starts) % (n - batch + 1)
+            predict(
+                model,
+                images[i : i + batch],
+                NORM.mean,
+                NORM.std,
+                device=str(b.dev),
+                batch=batch,
+            )
+            return batch
+
+        return step
+
+    return make
+
+
+def arch_rows(b: Bench, n: int, batch: int) -> None:
+    """model.arch: WRN-16-2 vs ResNet-18, one training step and inference at
+    the same batch size, the four cases interleaved (drift hits all alike)."""
+    b.data["arch_batch"] = batch
+    cases = []
+    for kind in ("train", "infer"):
+        for name, arch in ARCH_CASES.items():
+            make = (
+                sup_project(b, n, arch=arch, batch=batch)
+                if kind == "train"
+                else inference(b, n, arch, batch)
+            )
+            what = "Sup training step" if kind == "train" else "inference (predict)"
+            label = f"{name}: {what}, batch {batch}, fp32, channels_last"
+            cases.append(
+                Case({"id": f"arch/{kind}/{name}", "label": label}, make, warmup=2)
+            )
+    b.group(cases, need_s=20.0)
 
 
 # ------------------------------------------------------------ augmentation
@@ -595,7 +672,7 @@ def aug_rows(b: Bench) -> None:
 
 def analysis_rows(b: Bench) -> None:
     frac = 0.02 if (b.quick and not b.cuda) else 1.0
-    encoder = build_classifier(**ARCH).encoder.to(
+    encoder = build_classifier(ARCH).encoder.to(
         b.dev, memory_format=torch.channels_last
     )
     n = max(256, int(N_EMBED * frac))
@@ -718,8 +795,6 @@ def rss_row(b: Bench) -> None:
 
 def measure(args: argparse.Namespace) -> Path:
     b = Bench(args)
-    if args.only:
-        return measure_only(b, args.only)
     # One thread on CPU by default: the workflow's training rules run with
     # threads: 1, and on a shared machine OpenMP threads would wait on each
     # other whenever another job takes a core.
@@ -727,6 +802,8 @@ def measure(args: argparse.Namespace) -> Path:
     if threads:
         torch.set_num_threads(threads)
         b.data["machine"]["torch_threads"] = threads
+    if args.only:
+        return measure_only(b, args.only)
     # Every prunelens training job keeps glibc's freed memory; it is
     # process-wide, so the baselines get it too (a conservative comparison).
     keep_freed_memory()
@@ -828,10 +905,14 @@ def measure(args: argparse.Namespace) -> Path:
 
 
 def measure_only(b: Bench, sections: list[str]) -> Path:
-    """The CUDA sections named by --only, into their own result file."""
+    """The sections named by --only, into their own result file (``arch`` on
+    any device, the others CUDA)."""
     n, warm = 50_000, 5
     for section in sections:
-        if section == "compile1":
+        if section == "arch":
+            print(f"model.arch (batch {ARCH_BATCH}, interleaved)")
+            arch_rows(b, n if b.cuda else 4096, ARCH_BATCH)
+        elif section == "compile1":
             one_model_compiled(b, n, warm)
         elif section == "procs":
             concurrent_processes(b, [1, 4, 8], ["eager", "reduce-overhead"])
@@ -1297,7 +1378,74 @@ def write_report(dirs: list[Path], dest: Path) -> None:
             "",
             *_device_table(d),
         ]
+    lines += _arch_section(files)
     dest.write_text("\n".join(lines) + "\n")
+
+
+def _arch_section(files: list[Path]) -> list[str]:
+    """The newest ``--only arch`` run per device: WRN-16-2 vs ResNet-18."""
+    newest: dict[str, tuple[Path, dict[str, Any]]] = {}
+    for f in files:
+        data = json.loads(f.read_text())
+        if "arch" in (data.get("only") or []):
+            dev = data["device"]
+            if dev not in newest or data["date"] > newest[dev][1]["date"]:
+                newest[dev] = (f, data)
+    if not newest:
+        return []
+    lines = [
+        "",
+        "## Architectures (model.arch)",
+        "",
+        "`python benchmarks/bench_train.py --device cpu --only arch`: one Sup "
+        "training step (as `sup/project`) and inference (the predict rule's "
+        "`prunelens.evaluate.predict`) per architecture at the same batch "
+        "size, the four cases interleaved, each the median of its rounds "
+        "(range in brackets). Interleaving spreads other jobs' load on a "
+        "shared host over the four cases, so compare the ratio row; the "
+        "absolute rates hold only for that host at that load.",
+    ]
+    for dev in sorted(newest):
+        path, d = newest[dev]
+        m = d["machine"]
+        rows = {r["id"]: r for r in d["rows"]}
+        lines += [
+            "",
+            f"`{path.name}` ({dev}): commit {d.get('commit') or 'unknown'}; "
+            f"CPU {m['cpu']} ({m['cores']} cores, torch threads: "
+            f"{m['torch_threads']}){'; GPU ' + m['gpu'] if m['gpu'] else ''}; "
+            f"torch {m['torch']}; {d['date']}; batch {d.get('arch_batch')}"
+            + (f"; load average {d['load_avg'][0]:.1f}" if d.get("load_avg") else ""),
+            "",
+            "| architecture | training img/s | inference img/s |",
+            "| --- | ---: | ---: |",
+        ]
+
+        def rate(kind: str, name: str, rows: dict[str, Any] = rows) -> float | None:
+            row = rows.get(f"arch/{kind}/{name}")
+            return row["value"] if row else None
+
+        def shown(kind: str, name: str, rows: dict[str, Any] = rows) -> str:
+            row = rows.get(f"arch/{kind}/{name}")
+            if not row:
+                return ""
+            lo, hi = min(row["rounds"]), max(row["rounds"])
+            return f"{row['value']:,.1f} ({lo:,.1f}-{hi:,.1f})"
+
+        for name in ARCH_CASES:
+            lines.append(
+                f"| {name} | {shown('train', name)} | {shown('infer', name)} |"
+            )
+        a, b = ARCH_CASES
+        ratios = [_x(_ratio(rate(k, a), rate(k, b))) for k in ("train", "infer")]
+        lines.append(f"| {a} / {b} | {ratios[0]} | {ratios[1]} |")
+        for s in d.get("skipped", []):
+            lines.append(f"| {s['id']} | skipped | {s['why']} |")
+    return lines
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b else None
 
 
 def _x(v: float | None) -> str:
@@ -1325,9 +1473,11 @@ def main() -> None:
     parser.add_argument(
         "--only",
         type=lambda v: v.split(","),
-        help="CUDA: run only these extra sections (compile1: one model compiled; "
-        "procs: concurrent processes) into <device>-<date>-<sections>.json; the "
-        "report merges the rows of every file of a device's newest date",
+        help="run only these extra sections (arch: WRN-16-2 vs ResNet-18 training "
+        "and inference, any device; CUDA: compile1: one model compiled; procs: "
+        "concurrent processes) into <device>-<date>-<sections>.json; the "
+        "report merges the rows of every file of a device's newest date and "
+        "shows the newest arch run per device in its own section",
     )
     parser.add_argument(
         "--ks",

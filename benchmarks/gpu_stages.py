@@ -25,6 +25,7 @@ import yaml
 from prunelens.data import CLASSES
 from prunelens.evaluate import predict
 from prunelens.models import load_model
+from prunelens.study import arch_params
 from prunelens.train import (
     fit_linear_head,
     oneshot_finetune,
@@ -35,7 +36,7 @@ from prunelens.train import (
 REPO = Path(__file__).resolve().parents[1]
 CFG = yaml.safe_load((REPO / "config.yaml").read_text())
 NORM = {"mean": CFG["data"]["mean"], "std": CFG["data"]["std"]}
-ARCH = CFG["model"]
+ARCH = arch_params(CFG["model"])
 
 
 def make_npz(path: Path, n_train: int, n_test: int) -> Path:

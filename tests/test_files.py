@@ -104,7 +104,7 @@ def test_the_rebuild_command_falls_back_to_the_contract_then_to_force():
 def _model(tmp_path: Path, schedule: str = "gmp") -> tuple[Path, torch.nn.Module]:
     path = tmp_path / f"results/models/sup/{schedule}/s50/seed0/model.pt"
     torch.manual_seed(0)
-    net = build_classifier(**ARCH)
+    net = build_classifier(ARCH)
     meta = {"arch": ARCH, "method": "sup", "schedule": schedule, "sparsity": 50}
     save_model(path, net, meta | {"seed": 0})
     return path, net

@@ -67,7 +67,7 @@ def _models(seeds: list[int]):
     out = []
     for s in seeds:
         torch.manual_seed(s)
-        out.append(build_classifier(**ARCH))
+        out.append(build_classifier(ARCH))
     return out
 
 
@@ -295,7 +295,7 @@ def test_prune_to_scores_the_current_weights_not_the_last_forward_pass():
 
 def test_rewind_restores_the_checkpointed_survivors_exactly():
     torch.manual_seed(0)
-    net = build_classifier(**ARCH)
+    net = build_classifier(ARCH)
     targets = [(m, n) for m, n in prune_targets(net) if n == "weight"]
     install_masks(targets)
     gens = [torch.Generator().manual_seed(9)]

@@ -10,7 +10,7 @@ from prunelens.models import (
 
 
 def test_wrn_16_2_parameter_counts():
-    model = build_classifier(16, 2)
+    model = build_classifier({"depth": 16, "width": 2})
     # study-reference §1: 688,560 conv + 1,824 BN = 690,384; fc adds 1,290.
     assert count_parameters(model.encoder) == 690_384
     assert count_parameters(model) == 691_674
@@ -21,7 +21,7 @@ def test_wrn_16_2_parameter_counts():
 
 
 def test_representation_and_logit_shapes():
-    model = build_classifier(16, 2).eval()
+    model = build_classifier({"depth": 16, "width": 2}).eval()
     logits, rep = model.represent(torch.randn(5, 3, 32, 32))
     assert logits.shape == (5, 10)
     assert rep.shape == (5, 128)
@@ -60,7 +60,7 @@ def test_bad_depth_is_refused():
 
 
 def test_save_load_round_trip(tmp_path):
-    model = build_classifier(10, 1).eval()
+    model = build_classifier({"depth": 10, "width": 1}).eval()
     meta = {"arch": {"depth": 10, "width": 1}, "seed": 3}
     save_model(tmp_path / "m.pt", model, meta)
     again, meta2 = load_model(tmp_path / "m.pt")

@@ -68,7 +68,7 @@ def test_gmp_firing_steps_match_the_reference(
 
 def test_gmp_driver_prunes_layerwise_to_target():
     torch.manual_seed(0)
-    model = build_classifier(10, 1)
+    model = build_classifier({"depth": 10, "width": 1})
     sched = GMPSchedule(final=0.5, begin=2, end=10, frequency=2)
     gmp = GMP(sched, prune_targets(model))
     fired = [s for s in range(1, 15) if gmp.step(s)]
@@ -82,7 +82,7 @@ def test_gmp_driver_prunes_layerwise_to_target():
 
 def test_global_pruning_differs_per_layer_but_hits_the_total():
     torch.manual_seed(0)
-    model = build_classifier(10, 1)
+    model = build_classifier({"depth": 10, "width": 1})
     with torch.no_grad():  # make one layer much larger in magnitude
         model.encoder.conv1.weight.mul_(100)
     targets = prune_targets(model)
@@ -97,11 +97,14 @@ def test_global_pruning_differs_per_layer_but_hits_the_total():
 
 
 def test_gmp_state_round_trip():
-    model = build_classifier(10, 1)
+    model = build_classifier({"depth": 10, "width": 1})
     gmp = GMP(GMPSchedule(0.5, 2, 10, 2), prune_targets(model))
     for s in range(1, 6):
         gmp.step(s)
-    other = GMP(GMPSchedule(0.5, 2, 10, 2), prune_targets(build_classifier(10, 1)))
+    other = GMP(
+        GMPSchedule(0.5, 2, 10, 2),
+        prune_targets(build_classifier({"depth": 10, "width": 1})),
+    )
     other.load_state_dict(gmp.state_dict())
     assert other.events == gmp.events == 2
 
@@ -115,7 +118,10 @@ def test_bad_schedules_are_refused():
 
 def test_global_pruning_equals_torch_and_works_channels_last():
     torch.manual_seed(1)
-    ours, ref = build_classifier(10, 1), build_classifier(10, 1)
+    ours, ref = (
+        build_classifier({"depth": 10, "width": 1}),
+        build_classifier({"depth": 10, "width": 1}),
+    )
     ref.load_state_dict(ours.state_dict())
     ours = ours.to(memory_format=torch.channels_last)
     for amount in (0.3, 0.5):  # the second call prunes a fraction of the rest

@@ -76,7 +76,7 @@ def _models(seeds: list[int]) -> list[Classifier]:
     out = []
     for s in seeds:
         torch.manual_seed(s)
-        out.append(build_classifier(**ARCH))
+        out.append(build_classifier(ARCH))
     return out
 
 
@@ -154,8 +154,8 @@ def test_stacking_refuses_what_it_cannot_represent():
     models[0](torch.randn(4, 3, 32, 32))  # one BN counter ahead of the other
     with pytest.raises(ValueError, match="num_batches_tracked"):
         StackedClassifier.from_models(models)
-    wider = build_classifier(depth=10, width=2)
-    with pytest.raises(ValueError, match="depth, width, classes"):
+    wider = build_classifier({"depth": 10, "width": 2})
+    with pytest.raises(ValueError, match="arch, classes"):
         StackedClassifier.from_models([_models([0])[0], wider])
     pruned = _models([0])[0]
     prune.identity(pruned.fc, "weight")

@@ -274,7 +274,18 @@ def _cross_checks(config: Mapping[str, Any]) -> str | None:
             value = value[k]
         if value[name] != sorted(value[name]):
             return f"config key '{key}': must be increasing, got {value[name]}"
-    return _gmp_checks(config) or _analysis_checks(config)
+    return _gmp_checks(config) or _analysis_checks(config) or _model_checks(config)
+
+
+def _model_checks(config: Mapping[str, Any]) -> str | None:
+    """A WRN depth the network can be built with (6n + 4)."""
+    model = config["model"]
+    if model["arch"] == "wrn" and (model["depth"] - 4) % 6:
+        return (
+            f"config key 'model.depth': WideResNet depth must be 6n+4 "
+            f"(10, 16, 22, 28, ...), got {model['depth']}"
+        )
+    return None
 
 
 def _analysis_checks(config: Mapping[str, Any]) -> str | None:

@@ -16,13 +16,13 @@ import torch
 from torch import Tensor
 
 from .knn import knn_predict
-from .models import WideResNetEncoder
+from .models import Encoder
 
 __all__ = ["prediction_depth", "probe_activations", "probe_predictions"]
 
 
 def probe_activations(
-    encoder: WideResNetEncoder,
+    encoder: Encoder,
     images: Tensor,
     *,
     batch: int = 1024,
@@ -36,7 +36,7 @@ def probe_activations(
     statistics and examples in a batch do not interact; its train/eval mode is
     restored afterwards. On CUDA the convolutions follow torch's cuDNN TF32
     setting (on by default), so activations differ from CPU ones by ~1e-3 relative.
-    Returns float32 arrays in probe order (16 for WRN-16-2).
+    Returns float32 arrays in probe order (16 for WRN-16-2, 22 for ResNet-18).
     """
     if images.ndim != 4:
         raise ValueError(f"images must be (N, C, H, W), got {tuple(images.shape)}")

@@ -359,17 +359,14 @@ def same_examples(
 def _check_state(
     p: _Problems, state: Any, arch: Any, build: Callable[..., Any]
 ) -> None:
-    """``state`` (a state_dict) has exactly the tensors ``build(**arch)`` has."""
+    """``state`` (a state_dict) has exactly the tensors ``build(arch)`` has."""
     import torch
 
-    if not p.check(
-        isinstance(arch, dict) and {"depth", "width"} <= set(arch),
-        "arch is not a dict with depth and width",
-    ):
+    if not p.check(isinstance(arch, dict), "arch is not a dict"):
         return
     try:
         with torch.device("meta"):  # shapes only: no memory, no RNG draws
-            want = build(**arch).state_dict()
+            want = build(arch).state_dict()
     except (TypeError, ValueError) as exc:
         p.check(False, f"arch {arch} builds no network ({exc})")
         return
@@ -411,7 +408,7 @@ def _network_file(
     device: str = "cpu",
 ) -> tuple[dict[str, Any], _Problems]:
     """A torch file holding a network (``arch``, ``state_dict``, ``meta`` and
-    ``keys``), its tensors those ``build(**arch)`` makes; the problems found
+    ``keys``), its tensors those ``build(arch)`` makes; the problems found
     so far, for the caller to add to and raise."""
     state = _read_torch(path, rule, device)
     if not isinstance(state, dict):
@@ -434,7 +431,7 @@ def load_model(
 
     state, p = _network_file(path, None, (), build_classifier, device)
     p.raise_any()
-    model = build_classifier(**state["arch"]).to(device)
+    model = build_classifier(state["arch"]).to(device)
     model.load_state_dict(state["state_dict"])
     return model, state["meta"]
 
@@ -444,15 +441,13 @@ ENCODER_NUMBERS = ("steps", "wall_time_s", "image_views_per_s", "sparsity_measur
 
 def load_encoder(path: PathLike) -> dict[str, Any]:
     """A SupCon encoder file (``encoder.pt``) on the CPU, checked: ``arch``,
-    ``state_dict`` (a WideResNetEncoder's), ``meta`` and the pre-training's
+    ``state_dict`` (the encoder's ``arch`` builds), ``meta`` and the pre-training's
     ``steps``, ``wall_time_s``, ``image_views_per_s`` and
     ``sparsity_measured``. The caller builds the encoder (its RNG draws are
     its own)."""
-    from prunelens.models import WideResNetEncoder
+    from prunelens.models import build_encoder
 
-    state, p = _network_file(
-        path, "pretrain_supcon", ENCODER_NUMBERS, WideResNetEncoder
-    )
+    state, p = _network_file(path, "pretrain_supcon", ENCODER_NUMBERS, build_encoder)
     for k in ENCODER_NUMBERS:
         if p.check(_is_number(state[k]), f"{k} is not a number"):
             high = 1 if k == "sparsity_measured" else np.inf

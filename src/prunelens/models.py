@@ -1,9 +1,15 @@
-"""WideResNet-16-2 (pre-activation, Zagoruyko & Komodakis) and the SCL heads.
+"""The encoders (WideResNet-16-2, CIFAR ResNet-18) and the SCL heads.
 
-Follows study-reference.md §1 (the authors' `utils/models.py`, itself the
-xternalz WideResNet): 16 -> (32, 64, 128) channels, strides (1, 2, 2), a
-BN-ReLU-GAP 128-d representation. ``Classifier`` is what every later stage
-predicts with: ``head(encoder(x))`` for both Sup and SCL.
+WideResNet follows study-reference.md §1 (the authors' `utils/models.py`,
+itself the xternalz WideResNet): pre-activation, 16 -> (32, 64, 128) channels,
+strides (1, 2, 2), a BN-ReLU-GAP 128-d representation. ResNet-18 is the CIFAR
+variant of He et al. (2016) most CIFAR studies use (kuangliu/pytorch-cifar,
+SupContrast's resnet_big): a 3x3 stride-1 stem conv, no max-pool,
+post-activation basic blocks [2, 2, 2, 2] of 64/128/256/512 channels, a 1x1
+conv + BN shortcut where the shape changes, GAP -> 512-d representation.
+``build_encoder`` / ``build_classifier`` build either from an ``arch``
+mapping (:func:`prunelens.study.arch_spec`). ``Classifier`` is what every
+later stage predicts with: ``head(encoder(x))`` for both Sup and SCL.
 """
 
 from __future__ import annotations
@@ -18,18 +24,28 @@ from torch import Tensor, nn
 
 from prunelens import files as _files
 from prunelens.runtime import atomic_path
+from prunelens.study import arch_spec
 
 __all__ = [
     "BasicBlock",
     "Classifier",
+    "Encoder",
     "ProjectionHead",
+    "ResNet18Encoder",
+    "ResNetBlock",
     "SupConNetwork",
     "WideResNetEncoder",
     "build_classifier",
+    "build_encoder",
+    "canonical_arch",
     "count_parameters",
     "load_model",
     "save_model",
 ]
+
+
+def _gap(x: Tensor) -> Tensor:
+    return x.mean(dim=(2, 3))
 
 
 class BasicBlock(nn.Module):
@@ -58,7 +74,91 @@ class BasicBlock(nn.Module):
         return self.forward_parts(x)[2]
 
 
-class WideResNetEncoder(nn.Module):
+class ResNetBlock(nn.Module):
+    """Post-activation basic block: ReLU(BN(conv(ReLU(BN(conv x)))) + shortcut),
+    the shortcut a 1x1 conv + BN where the shape changes, else the identity."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.equal = c_in == c_out and stride == 1
+        self.shortcut = (
+            None
+            if self.equal
+            else nn.Sequential(
+                nn.Conv2d(c_in, c_out, 1, stride, 0, bias=False),
+                nn.BatchNorm2d(c_out),
+            )
+        )
+
+    def forward_parts(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Return (mid activation, residual branch before the add, block output)."""
+        mid = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(mid))
+        short = x if self.shortcut is None else self.shortcut(x)
+        return mid, out, F.relu(short + out)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.forward_parts(x)[2]
+
+
+class Encoder(nn.Module):
+    """Image -> representation: ``stem``, residual ``blocks``, ``pool``.
+
+    ``dim`` is the representation's width, ``arch`` the canonical mapping
+    that rebuilds the encoder (``build_encoder(encoder.arch)``).
+    """
+
+    dim: int
+    arch: dict[str, Any]
+    blocks: nn.ModuleList
+
+    def stem(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def pool(self, x: Tensor) -> Tensor:
+        """The last block's output -> the (N, dim) representation."""
+        raise NotImplementedError
+
+    def _init_weights(self) -> None:
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.stem(x)
+        for block in self.blocks:
+            x = block(x)
+        return self.pool(x)
+
+    def forward_probes(self, x: Tensor) -> list[Tensor]:
+        """Channel-wise GAP of the prediction-depth probe points (§8.2).
+
+        The authors' rule for WRN-16-2, for either architecture: the stem's
+        output; per block the mid activation and the residual branch's output
+        before the add, plus the block output for identity-shortcut blocks.
+        16 probes for WRN-16-2; 22 for ResNet-18 (1 + 8 x 2 + 5 identity
+        blocks), whose last probe is the representation itself (its blocks
+        end in a ReLU and GAP follows; WRN's final BN-ReLU is not probed).
+        """
+        x = self.stem(x)
+        probes = [_gap(x)]
+        for block in self.blocks:
+            assert isinstance(block, BasicBlock | ResNetBlock)
+            mid, out, x = block.forward_parts(x)
+            probes += [_gap(mid), _gap(out)]
+            if block.equal:
+                probes.append(_gap(x))
+        return probes
+
+
+class WideResNetEncoder(Encoder):
     """WRN-depth-width without the classifier: image -> representation."""
 
     def __init__(self, depth: int = 16, width: int = 2) -> None:
@@ -67,6 +167,7 @@ class WideResNetEncoder(nn.Module):
             raise ValueError(f"WideResNet depth must be 6n+4 with n >= 1, got {depth}")
         if width < 1:
             raise ValueError(f"WideResNet width must be >= 1, got {width}")
+        self.arch = arch_spec("wrn", {"depth": depth, "width": width})
         n = (depth - 4) // 6
         widths = [16, 16 * width, 32 * width, 64 * width]
         self.conv1 = nn.Conv2d(3, widths[0], 3, 1, 1, bias=False)
@@ -78,38 +179,65 @@ class WideResNetEncoder(nn.Module):
         self.blocks = nn.ModuleList(blocks)
         self.bn = nn.BatchNorm2d(widths[3])
         self.dim = widths[3]
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        self._init_weights()
 
-    def forward(self, x: Tensor) -> Tensor:
-        x = self.conv1(x)
-        for block in self.blocks:
-            x = block(x)
-        return F.relu(self.bn(x)).mean(dim=(2, 3))
+    def stem(self, x: Tensor) -> Tensor:
+        return self.conv1(x)
 
-    def forward_probes(self, x: Tensor) -> list[Tensor]:
-        """Channel-wise GAP of the prediction-depth probe points (§8.2).
+    def pool(self, x: Tensor) -> Tensor:
+        return _gap(F.relu(self.bn(x)))
 
-        Stem output; per block the mid activation and conv2 output, plus the
-        residual sum for identity-shortcut blocks: 16 probes for WRN-16-2.
-        """
-        x = self.conv1(x)
-        probes = [x.mean(dim=(2, 3))]
-        for block in self.blocks:
-            assert isinstance(block, BasicBlock)
-            mid, out, x = block.forward_parts(x)
-            probes += [mid.mean(dim=(2, 3)), out.mean(dim=(2, 3))]
-            if block.equal:
-                probes.append(x.mean(dim=(2, 3)))
-        return probes
+
+class ResNet18Encoder(Encoder):
+    """CIFAR ResNet-18 without the classifier: 3x3 stride-1 stem conv + BN +
+    ReLU (no max-pool), basic blocks [2, 2, 2, 2] of 64/128/256/512 channels
+    at strides 1/2/2/2, GAP -> 512-d representation."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.arch = arch_spec("resnet18", {})
+        self.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        blocks: list[nn.Module] = []
+        c_in = 64
+        for c_out, stride in ((64, 1), (128, 2), (256, 2), (512, 2)):
+            for i in range(2):
+                blocks.append(ResNetBlock(c_in, c_out, stride if i == 0 else 1))
+                c_in = c_out
+        self.blocks = nn.ModuleList(blocks)
+        self.dim = 512
+        self._init_weights()
+
+    def stem(self, x: Tensor) -> Tensor:
+        return F.relu(self.bn1(self.conv1(x)))
+
+    def pool(self, x: Tensor) -> Tensor:
+        return _gap(x)
+
+
+def canonical_arch(arch: Mapping[str, Any]) -> dict[str, Any]:
+    """``arch`` (a ``model.pt``'s, or a job's ``arch`` param) in canonical form.
+
+    ``name`` defaults to ``wrn`` (files written before ResNet-18 carry only
+    ``depth`` and ``width``); each architecture takes exactly its own size
+    keys. ValueError for an unknown name or a wrong key.
+    """
+    rest = {k: v for k, v in arch.items() if k != "name"}
+    return arch_spec(arch.get("name", "wrn"), rest, exact=True)
+
+
+def build_encoder(arch: Mapping[str, Any]) -> Encoder:
+    """The encoder ``arch`` describes, e.g. ``{"depth": 16, "width": 2}``
+    (WRN-16-2) or ``{"name": "resnet18"}``."""
+    spec = canonical_arch(arch)
+    if spec.get("name") == "resnet18":
+        return ResNet18Encoder()
+    return WideResNetEncoder(spec["depth"], spec["width"])
 
 
 class ProjectionHead(nn.Module):
-    """SupCon MLP head 128 -> 128 -> 128, L2-normalised output (§1)."""
+    """SupCon MLP head dim -> dim -> 128 (128 -> 128 -> 128 for WRN-16-2, §1),
+    L2-normalised output."""
 
     def __init__(self, dim: int = 128, out_dim: int = 128) -> None:
         super().__init__()
@@ -124,7 +252,7 @@ class ProjectionHead(nn.Module):
 class SupConNetwork(nn.Module):
     """Encoder plus projection head, used only during contrastive pre-training."""
 
-    def __init__(self, encoder: WideResNetEncoder) -> None:
+    def __init__(self, encoder: Encoder) -> None:
         super().__init__()
         self.encoder = encoder
         self.head = ProjectionHead(encoder.dim)
@@ -136,7 +264,7 @@ class SupConNetwork(nn.Module):
 class Classifier(nn.Module):
     """Encoder plus linear head; ``forward`` gives logits, ``represent`` the rep."""
 
-    def __init__(self, encoder: WideResNetEncoder, n_classes: int = 10) -> None:
+    def __init__(self, encoder: Encoder, n_classes: int = 10) -> None:
         super().__init__()
         self.encoder = encoder
         self.fc = nn.Linear(encoder.dim, n_classes)
@@ -151,10 +279,9 @@ class Classifier(nn.Module):
         return self.fc(rep), rep
 
 
-def build_classifier(
-    depth: int = 16, width: int = 2, n_classes: int = 10
-) -> Classifier:
-    return Classifier(WideResNetEncoder(depth, width), n_classes)
+def build_classifier(arch: Mapping[str, Any], n_classes: int = 10) -> Classifier:
+    """``build_encoder(arch)`` plus a linear head of ``n_classes``."""
+    return Classifier(build_encoder(arch), n_classes)
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -1,7 +1,8 @@
 """K models of one configuration trained together, as one grouped network.
 
-A WRN-16-2 step on one CIFAR batch is far too small to fill a large GPU, so
-independent seeds of the same cell are trained side by side in one process.
+A WRN-16-2 (or ResNet-18) step on one CIFAR batch is far too small to fill a
+large GPU, so independent seeds of the same cell are trained side by side in
+one process.
 ``torch.func.vmap`` would do it, but BatchNorm's running statistics are
 in-place buffer updates that vmap handles badly; grouped convolutions need
 no functional rewrite: every convolution becomes one convolution with K times
@@ -35,8 +36,9 @@ recompiles after the first event).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -46,8 +48,8 @@ from torch.nn.utils import prune
 from prunelens.models import (
     Classifier,
     SupConNetwork,
-    WideResNetEncoder,
     build_classifier,
+    build_encoder,
 )
 from prunelens.pruning import GMP, Scope, Target, install_masks
 
@@ -151,14 +153,13 @@ def _widen(module: nn.Module, k: int) -> None:
         setattr(module, name, new)
 
 
-def _arch(model: Classifier) -> tuple[int, int, int]:
-    """(depth, width, n_classes) of a WRN classifier built by build_classifier."""
-    blocks = len(model.encoder.blocks)  # 3 groups of (depth - 4) / 6 blocks
-    return 2 * blocks + 4, model.encoder.dim // 64, model.fc.out_features
+def _arch(model: Classifier) -> tuple[dict[str, Any], int]:
+    """(arch, n_classes) of a classifier built by build_classifier."""
+    return dict(model.encoder.arch), model.fc.out_features
 
 
 class StackedClassifier(nn.Module):
-    """K WRN-depth-width classifiers as one network (see the module docstring).
+    """K classifiers of one ``arch`` as one network (see the module docstring).
 
     Input (N, 3K, H, W), model k reading channels 3k .. 3k + 2; output logits
     (K, N, n_classes). Module names equal a Classifier's, so state-dict keys,
@@ -168,25 +169,22 @@ class StackedClassifier(nn.Module):
     :meth:`from_models` stacks given models exactly.
     """
 
-    def __init__(
-        self, k: int, depth: int = 16, width: int = 2, n_classes: int = 10
-    ) -> None:
+    def __init__(self, k: int, arch: Mapping[str, Any], n_classes: int = 10) -> None:
         super().__init__()
         if k < 1:
             raise ValueError(f"need at least one model, got k={k}")
         self.k = k
-        self.depth = depth
-        self.width = width
+        self.arch = dict(arch)
         self.n_classes = n_classes
-        # The WRN code itself, with its layers widened: forward and
+        # The encoder's code itself, with its layers widened: forward and
         # forward_probes then run unchanged on the stack.
-        self.encoder = WideResNetEncoder(depth, width)
+        self.encoder = build_encoder(arch)
         _widen(self.encoder, k)
         self.fc = StackedLinear(k, self.encoder.dim, n_classes)
         with torch.no_grad():
             for m in self.encoder.modules():
                 if isinstance(m, nn.Conv2d):
-                    # Per model slice, so the fan is one model's, as in the WRN.
+                    # Per model slice, so the fan is one model's, as solo.
                     for part in m.weight.unflatten(0, (k, -1)):
                         nn.init.kaiming_normal_(
                             part, mode="fan_out", nonlinearity="relu"
@@ -209,7 +207,7 @@ class StackedClassifier(nn.Module):
         for i, m in enumerate(models):
             if _arch(m) != arch:
                 raise ValueError(
-                    f"model {i} is (depth, width, classes) {_arch(m)}, model 0 {arch}"
+                    f"model {i} is (arch, classes) {_arch(m)}, model 0 {arch}"
                 )
             if prune.is_pruned(m):
                 raise ValueError(
@@ -234,8 +232,7 @@ class StackedClassifier(nn.Module):
         device = next(self.parameters()).device
         with torch.device("meta"):
             models = [
-                build_classifier(self.depth, self.width, self.n_classes)
-                for _ in range(self.k)
+                build_classifier(self.arch, self.n_classes) for _ in range(self.k)
             ]
         for m in models:
             m.to_empty(device=device)
@@ -264,10 +261,11 @@ class StackedSupConNetwork(nn.Module):
     equal :class:`~prunelens.models.SupConNetwork`'s.
     """
 
-    def __init__(self, k: int, depth: int = 16, width: int = 2) -> None:
+    def __init__(self, k: int, arch: Mapping[str, Any]) -> None:
         super().__init__()
         self.k = k
-        self.encoder = WideResNetEncoder(depth, width)
+        self.arch = dict(arch)
+        self.encoder = build_encoder(arch)
         _widen(self.encoder, k)
         self.head = StackedProjectionHead(k, self.encoder.dim)
 
@@ -279,10 +277,14 @@ class StackedSupConNetwork(nn.Module):
         """Stack SupCon networks of one architecture exactly (as
         :meth:`StackedClassifier.from_models`)."""
         _check_stackable(nets)
-        blocks = len(nets[0].encoder.blocks)
-        width = nets[0].encoder.dim // 64
+        arch = dict(nets[0].encoder.arch)
+        for i, n in enumerate(nets):
+            if n.encoder.arch != arch:
+                raise ValueError(
+                    f"network {i} is arch {n.encoder.arch}, network 0 {arch}"
+                )
         with torch.device("meta"):
-            stacked = cls(len(nets), 2 * blocks + 4, width)
+            stacked = cls(len(nets), arch)
         stacked.to_empty(device=next(nets[0].parameters()).device)
         copy_stack(stacked, len(nets), nets, into_stack=True)
         return stacked
@@ -292,12 +294,8 @@ class StackedSupConNetwork(nn.Module):
         if prune.is_pruned(self):
             raise ValueError("bake the masks in first (make_permanent)")
         device = next(self.parameters()).device
-        blocks = len(self.encoder.blocks)
         with torch.device("meta"):
-            nets = [
-                SupConNetwork(WideResNetEncoder(2 * blocks + 4, self.encoder.dim // 64))
-                for _ in range(self.k)
-            ]
+            nets = [SupConNetwork(build_encoder(self.arch)) for _ in range(self.k)]
         for n in nets:
             n.to_empty(device=device)
         copy_stack(self, self.k, nets, into_stack=False)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
+    "ARCHS",
     "FIGURE_COLUMNS",
     "FIGURE_SCHEDULES",
     "GMP_SECTION",
@@ -30,12 +31,17 @@ __all__ = [
     "SPLIT_SIZES",
     "UNSUPPORTED_SCHEDULES",
     "Grid",
+    "arch_params",
+    "arch_spec",
     "group_label",
     "imp_schedule",
 ]
 
 # CIFAR-10's images per split (both sources); a null data.subset_* is all of them.
 SPLIT_SIZES = {"train": 50_000, "test": 10_000}
+
+# Encoder architectures (config model.arch) and the size keys each takes.
+ARCHS = {"wrn": ("depth", "width"), "resnet18": ()}
 
 METHODS = ("sup", "scl")  # cross-entropy; supervised contrastive (SupCon)
 # Every schedule; "dense" (s0) is implied for every method and never listed.
@@ -110,6 +116,36 @@ FIGURE_COLUMNS = (
 # The schedules the figures show (ΔGMP is in Table 1 only, as in the paper);
 # a grid's figure columns are those it trains (Grid.figure_columns).
 FIGURE_SCHEDULES = ("gmp", "oneshot", "random", "imp")
+
+
+def arch_spec(
+    name: str, sizes: Mapping[str, Any], *, exact: bool = False
+) -> dict[str, Any]:
+    """The canonical ``arch`` mapping that builds an encoder and that
+    ``model.pt`` / ``encoder.pt`` store: ``{"depth": d, "width": w}`` for
+    WRN (no ``name``, as every file before ``model.arch``, so WRN jobs keep
+    their params and resume files) and ``{"name": name, **sizes}`` otherwise.
+
+    ``sizes`` may hold other keys (config ``model`` does) unless ``exact``.
+    ValueError for an unknown name or a missing (or, if exact, extra) key.
+    """
+    if name not in ARCHS:
+        raise ValueError(f"unknown architecture {name!r} (known: {', '.join(ARCHS)})")
+    keys = ARCHS[name]
+    missing = [k for k in keys if k not in sizes]
+    extra = sorted(set(sizes) - set(keys)) if exact else []
+    if missing or extra:
+        what = f"needs {list(keys)}" if keys else "takes no size keys"
+        raise ValueError(f"architecture {name!r} {what}, got {sorted(sizes)}")
+    spec = {k: sizes[k] for k in keys}
+    return spec if name == "wrn" else {"name": name, **spec}
+
+
+def arch_params(model: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``arch`` param of the training jobs from config ``model``: only the
+    chosen architecture's keys (a ResNet-18 job does not depend on
+    ``model.depth``)."""
+    return arch_spec(model["arch"], model)
 
 
 def group_label(method: str, schedule: str) -> str:

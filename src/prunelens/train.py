@@ -42,8 +42,8 @@ from prunelens.methods.imp import capture, imp_schedule, prune_to, rewind, round
 from prunelens.models import (
     Classifier,
     SupConNetwork,
-    WideResNetEncoder,
     build_classifier,
+    build_encoder,
     save_model,
 )
 from prunelens.pruning import (
@@ -496,7 +496,7 @@ def finish_training(
     job: _Job,
     model_out: str | Path,
     metrics_out: str | Path,
-    arch: Mapping[str, int],
+    arch: Mapping[str, Any],
     method: str,
     schedule: str,
     sparsity: int,
@@ -601,7 +601,7 @@ def train_supervised(
     seeds: Sequence[int],
     model_outs: Paths,
     metrics_outs: Paths,
-    arch: Mapping[str, int],
+    arch: Mapping[str, Any],
     hp: Mapping[str, Any],
     norm: Mapping[str, Any],
     gmp: Mapping[str, Any] | None,
@@ -612,7 +612,7 @@ def train_supervised(
     """Sup training from scratch, dense (sparsity 0) or with GMP to ``sparsity``%."""
     _check_outputs(seeds, model_outs, metrics_outs)
     job = _Job.start(data, seeds, norm, settings)
-    models, gens = job.seeded(lambda _: build_classifier(**arch))
+    models, gens = job.seeded(lambda _: build_classifier(arch))
     k = len(models)
     net = _stack_classifiers(models, job.settings.device)
     cfg = SGDConfig.from_dict(hp)
@@ -700,7 +700,7 @@ def train_imp(
     seeds: Sequence[int],
     model_outs: Mapping[int, Paths],
     metrics_outs: Mapping[int, Paths],
-    arch: Mapping[str, int],
+    arch: Mapping[str, Any],
     hp: Mapping[str, Any],
     norm: Mapping[str, Any],
     imp: Mapping[str, Any],
@@ -740,7 +740,7 @@ def train_imp(
     schedule = imp_schedule([t / 100 for t in sparsities], fraction)
     ends = {t: rounds_to(schedule, t / 100) for t in sparsities}
     job = _Job.start(data, seeds, norm, settings)
-    models, gens = job.seeded(lambda _: build_classifier(**arch))
+    models, gens = job.seeded(lambda _: build_classifier(arch))
     k = len(models)
     net = _stack_classifiers(models, job.settings.device)
     every = prune_targets(net) if k == 1 else stacked_prune_targets(net)
@@ -867,7 +867,7 @@ def pretrain_supcon(
     data: str | Path,
     seeds: Sequence[int],
     encoder_outs: Paths,
-    arch: Mapping[str, int],
+    arch: Mapping[str, Any],
     hp: Mapping[str, Any],
     norm: Mapping[str, Any],
     gmp: Mapping[str, Any] | None,
@@ -883,7 +883,7 @@ def pretrain_supcon(
     """
     _check_outputs(seeds, encoder_outs)
     job = _Job.start(data, seeds, norm, settings)
-    nets, gens = job.seeded(lambda _: SupConNetwork(WideResNetEncoder(**arch)))
+    nets, gens = job.seeded(lambda _: SupConNetwork(build_encoder(arch)))
     k = len(nets)
     net = nets[0] if k == 1 else StackedSupConNetwork.from_models(nets)
     net = net.to(job.settings.device, memory_format=torch.channels_last)
@@ -962,7 +962,7 @@ def fit_linear_head(
 
     def build(seed: int) -> Classifier:
         pre[seed] = load_encoder(by_seed[seed])
-        enc = WideResNetEncoder(**pre[seed]["arch"])  # draws, as a solo run did
+        enc = build_encoder(pre[seed]["arch"])  # draws, as a solo run did
         enc.load_state_dict(pre[seed]["state_dict"])
         return Classifier(enc)
 

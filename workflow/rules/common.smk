@@ -26,6 +26,7 @@ from prunelens.study import (
     SCHEDULES,
     SPLIT_SIZES,
     Grid,
+    arch_params,
     imp_schedule,
 )
 
@@ -73,6 +74,9 @@ PAPER = load_yaml(Path(workflow.basedir) / "workflow/resources/paper-tables.yaml
 BOOTSTRAP_KEYS = ("n_resamples", "confidence", "random_state")
 # Per method, per schedule, the sparsities trained (config `schedules`).
 GRID = Grid.from_config(config)
+# The encoder every training job builds (its `arch` param): the chosen
+# model.arch's keys only, so model.depth reruns nothing for ResNet-18.
+ARCH = arch_params(config["model"])
 # Blocks of seeds trained together by one job of every training stage
 # (seeds_per_job > 1); the other seeds go one per job.
 STACKED_BLOCKS = [b for b in seed_blocks(SEEDS, config["seeds_per_job"]) if len(b) > 1]

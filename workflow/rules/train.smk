@@ -50,7 +50,7 @@ rule train_supervised:
         ),
     params:
         seeds=one_seed,
-        arch=config["model"],
+        arch=ARCH,
         hp=config["sup"],
         norm=NORM,
         gmp=gmp_params("sup"),
@@ -86,7 +86,7 @@ for block in STACKED_BLOCKS:
             ),
         params:
             seeds=block,
-            arch=config["model"],
+            arch=ARCH,
             hp=config["sup"],
             norm=NORM,
             gmp=gmp_params("sup"),
@@ -117,7 +117,7 @@ rule pretrain_supcon:
         ),
     params:
         seeds=one_seed,
-        arch=config["model"],
+        arch=ARCH,
         hp=config["scl"]["pretrain"],
         norm=NORM,
         gmp=gmp_params("scl"),
@@ -155,7 +155,7 @@ for block in STACKED_BLOCKS:
             ),
         params:
             seeds=block,
-            arch=config["model"],
+            arch=ARCH,
             hp=config["scl"]["pretrain"],
             norm=NORM,
             gmp=gmp_params("scl"),
@@ -327,7 +327,7 @@ if IMP_SPARSITIES:
         params:
             seeds=one_seed,
             sparsities=IMP_SPARSITIES,
-            arch=config["model"],
+            arch=ARCH,
             hp=config["sup"],
             norm=NORM,
             imp=config["imp"],
@@ -367,7 +367,7 @@ if IMP_SPARSITIES:
             params:
                 seeds=block,
                 sparsities=IMP_SPARSITIES,
-                arch=config["model"],
+                arch=ARCH,
                 hp=config["sup"],
                 norm=NORM,
                 imp=config["imp"],
