@@ -31,7 +31,7 @@ from prunelens.files import (
     same_examples,
 )
 from prunelens.pie import overlap_iou, pie_class_counts
-from prunelens.study import FIGURE_COLUMNS, METHOD_LABELS, SCHEDULE_LABELS
+from prunelens.study import METHOD_LABELS, SCHEDULE_LABELS, figure_columns
 
 log = logging.getLogger("prunelens.paper")
 
@@ -93,19 +93,22 @@ def fig5(
     pdf: PathLike,
     png: PathLike,
 ) -> None:
-    """UMAP grid: the dense row, then one row per sparsity, four columns."""
+    """UMAP grid: the dense row, then one row per sparsity; per method of the
+    embeddings, its GMP and One-Shot columns (the paper: Sup and SCL, four)."""
     emb = load_embeddings(embeddings)
-    dense = [_umap_panel(emb, "sup", "dense", 0), None]
-    dense += [_umap_panel(emb, "scl", "dense", 0), None]
-    panels: list[Any] = dense
+    columns = figure_columns(set(emb["method"]))
+    panels: list[Any] = []
+    for i, (m, _) in enumerate(columns):  # each method's dense model, once
+        first = i == 0 or columns[i - 1][0] != m
+        panels.append(_umap_panel(emb, m, "dense", 0) if first else None)
     for s in sparsities:
-        panels += [_umap_panel(emb, m, sc, s) for m, sc in FIGURE_COLUMNS]
+        panels += [_umap_panel(emb, m, sc, s) for m, sc in columns]
     fig_umap(
         panels,
         CLASSES,
         pdf,
         png,
-        ncols=4,
+        ncols=len(columns),
         title="Figure 5: UMAP of representations across pruning methods and sparsities",
     )
 

@@ -15,31 +15,38 @@ from typing import Any
 
 __all__ = [
     "FIGURE_COLUMNS",
+    "FIGURE_SCHEDULES",
     "GMP_SECTION",
     "GROUP_LABELS",
     "HEAD_GMP_SECTION",
     "METHODS",
     "METHOD_LABELS",
     "METHOD_SCHEDULES",
+    "PRETRAIN_OBJECTIVE",
     "PRUNED_SCHEDULES",
     "SCHEDULES",
     "SCHEDULE_LABELS",
     "SPLIT_SIZES",
     "Grid",
+    "figure_columns",
     "group_label",
 ]
 
 # CIFAR-10's images per split (both sources); a null data.subset_* is all of them.
 SPLIT_SIZES = {"train": 50_000, "test": 10_000}
 
-METHODS = ("sup", "scl")  # cross-entropy; supervised contrastive (SupCon)
+METHODS = ("sup", "scl", "simclr")  # cross-entropy; SupCon; SimCLR (no labels)
 # Every schedule; "dense" (s0) is implied for every method and never listed.
 SCHEDULES = ("dense", "gmp", "delayed_gmp", "oneshot")
 PRUNED_SCHEDULES = SCHEDULES[1:]
 # The schedules each method can run (delayed GMP is SCL only: paper §3).
 METHOD_SCHEDULES = {"sup": ("gmp", "oneshot"), "scl": ("gmp", "delayed_gmp", "oneshot")}
+# SimCLR runs SCL's stages (pre-training, linear head), so SCL's schedules.
+METHOD_SCHEDULES["simclr"] = METHOD_SCHEDULES["scl"]
+# The contrastive methods: pre-training (this loss) then a linear head.
+PRETRAIN_OBJECTIVE = {"scl": "supcon", "simclr": "simclr"}
 
-METHOD_LABELS = {"sup": "Sup", "scl": "SCL"}
+METHOD_LABELS = {"sup": "Sup", "scl": "SCL", "simclr": "SimCLR"}
 SCHEDULE_LABELS = {
     "dense": "dense",
     "gmp": "GMP",
@@ -58,23 +65,42 @@ GMP_SECTION = {
     ("sup", "gmp"): "sup",
     ("scl", "gmp"): "scl",
     ("scl", "delayed_gmp"): "scl_delayed",
+    ("simclr", "gmp"): "simclr",
+    ("simclr", "delayed_gmp"): "simclr_delayed",
 }
 HEAD_GMP_SECTION = {("scl", "gmp"): "scl_head", ("scl", "delayed_gmp"): "scl_head"}
+HEAD_GMP_SECTION |= {
+    ("simclr", "gmp"): "simclr_head",
+    ("simclr", "delayed_gmp"): "simclr_head",
+}
 # The training loop (config path) each GMP section counts its steps in.
 GMP_LOOP = {
     "sup": ("sup",),
     "scl": ("scl", "pretrain"),
     "scl_delayed": ("scl", "pretrain"),
     "scl_head": ("scl", "head"),
+    "simclr": ("simclr", "pretrain"),
+    "simclr_delayed": ("simclr", "pretrain"),
+    "simclr_head": ("simclr", "head"),
 }
 
-# The four method/schedule columns of Figures 2, 3, 5 and 7.
-FIGURE_COLUMNS = (
-    ("sup", "gmp"),
-    ("sup", "oneshot"),
-    ("scl", "gmp"),
-    ("scl", "oneshot"),
-)
+# The method/schedule columns of Figures 2, 3, 5 and 7 (the paper's four):
+# per method present, its GMP then its One-Shot column.
+FIGURE_SCHEDULES = ("gmp", "oneshot")
+
+
+def figure_columns(methods: Sequence[str]) -> tuple[tuple[str, str], ...]:
+    """The figure columns of ``methods`` (in vocabulary order)."""
+    return tuple(
+        (m, sc)
+        for m in METHODS
+        if m in methods
+        for sc in FIGURE_SCHEDULES
+        if sc in METHOD_SCHEDULES[m]
+    )
+
+
+FIGURE_COLUMNS = figure_columns(("sup", "scl"))  # the paper's
 
 
 def group_label(method: str, schedule: str) -> str:

@@ -83,7 +83,7 @@ rule table3:
 
 rule table4:
     input:
-        cell_paths(qscore_cells("scl"), "scores", "pie"),
+        cell_paths(qscore_cells(*QSCORE_CONTRASTIVE), "scores", "pie"),
     output:
         csv=report(
             "results/tables/table4.csv",
@@ -98,8 +98,8 @@ rule table4:
         "../../envs/prunelens.yaml"
     params:
         paper=PAPER,
-        cells=qscore_cells("scl"),
-        title="Table 4: representation quality of SCL models (Q, Z, L1)",
+        cells=qscore_cells(*QSCORE_CONTRASTIVE),
+        title=f"Table 4: representation quality of {QSCORE_CONTRASTIVE_LABELS or 'contrastive'} models (Q, Z, L1)",
         paper_table="table4",
     script:
         "../scripts/qscore_table.py"
@@ -291,8 +291,8 @@ rule fig5:
 rule fig6:
     input:
         data="results/data/cifar10.npz",
-        gmp=pie_csv("scl", "gmp", GALLERY_SPARSITY),
-        oneshot=pie_csv("scl", "oneshot", GALLERY_SPARSITY),
+        gmp=pie_csv(GALLERY_METHOD, "gmp", GALLERY_SPARSITY),
+        oneshot=pie_csv(GALLERY_METHOD, "oneshot", GALLERY_SPARSITY),
     output:
         pdf="results/figures/fig6.pdf",
         png=report(
@@ -305,6 +305,7 @@ rule fig6:
     conda:
         "../../envs/prunelens.yaml"
     params:
+        method=GALLERY_METHOD,
         sparsity=GALLERY_SPARSITY,
         requested=ANALYSIS["gallery_sparsity"],
         per_group=8,
