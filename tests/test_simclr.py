@@ -15,6 +15,7 @@ import yaml
 from conftest import REPO, SCHEMA, TINY, job_counts, run_snakemake
 
 from prunelens import augment, paper
+from prunelens import train as train_module
 from prunelens.bootstrap import Models
 from prunelens.claims import claims_frame, define_claims, pop_key
 from prunelens.config import ConfigError, check
@@ -180,6 +181,27 @@ def test_simclr_and_supcon_pretraining_differ_from_the_same_seed(prepared, tmp_p
               hp={**PRETRAIN, "base_temperature": 0.07})  # fmt: skip
     a, b = _weights(tmp_path / "simclr.pt"), _weights(tmp_path / "scl.pt")
     assert any(not torch.equal(a[k], b[k]) for k in a)
+
+
+def test_the_resume_fingerprint_names_the_objective(prepared, tmp_path, monkeypatch):
+    """Same hyper-parameters, seeds and data: a SupCon resume file is never
+    resumed by a SimCLR job (nor the reverse)."""
+    keys = {}
+
+    class Stop(Exception):
+        pass
+
+    def record(*args, key, **kwargs):
+        keys[objective] = key
+        raise Stop
+
+    monkeypatch.setattr(train_module, "train", record)
+    hp = {**PRETRAIN, "base_temperature": 0.07}  # SimCLR ignores it
+    for objective in ("supcon", "simclr"):
+        with pytest.raises(Stop):
+            _pretrain(prepared, [tmp_path / f"{objective}.pt"], [0], hp=hp,
+                      objective=objective)  # fmt: skip
+    assert keys["supcon"] != keys["simclr"]
 
 
 def test_a_simclr_block_equals_its_solo_runs_in_float64(
