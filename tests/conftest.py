@@ -69,9 +69,14 @@ TINY = {
     "schedules": {
         "sup": {"gmp": [50], "oneshot": [50]},
         "scl": {"gmp": [50], "delayed_gmp": [50], "oneshot": [50]},
+        "simclr": {"gmp": [50], "delayed_gmp": [50], "oneshot": [50]},
     },
     "sup": {"epochs": 1, "batch_size": 32, "lr": 0.05, "milestones": []},
     "scl": {
+        "pretrain": {"epochs": 2, "batch_size": 32},
+        "head": {"epochs": 1, "batch_size": 32, "milestones": []},
+    },
+    "simclr": {
         "pretrain": {"epochs": 2, "batch_size": 32},
         "head": {"epochs": 1, "batch_size": 32, "milestones": []},
     },
@@ -80,6 +85,9 @@ TINY = {
         "scl": {"begin": 1, "end": 4, "frequency": 1},
         "scl_delayed": {"begin": 5, "end": 8, "frequency": 1},
         "scl_head": {"begin": 1, "end": 4, "frequency": 1},
+        "simclr": {"begin": 1, "end": 4, "frequency": 1},
+        "simclr_delayed": {"begin": 5, "end": 8, "frequency": 1},
+        "simclr_head": {"begin": 1, "end": 4, "frequency": 1},
     },
     "oneshot": {"epochs": 1, "batch_size": 32},
     # 30 of the 60 test images, evenly spaced: 3 per class

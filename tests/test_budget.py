@@ -95,3 +95,19 @@ def test_fidelity_profile_plans_its_jobs_and_fits_nine_minutes(paper_config, tmp
     assert (gpu, cpu) == (41, 37)  # the README's numbers
     seconds = project(_fidelity(paper_config), H200, gpu_jobs=gpu, cpu_jobs=cpu)
     assert sum(seconds.values()) <= 9 * 60
+
+
+def test_simclr_stages_are_projected_when_trained(paper_config):
+    cfg = {**paper_config, "methods": ["sup", "scl", "simclr"]}
+    cfg["simclr"] = {**cfg["simclr"], "pretrain": {**cfg["simclr"]["pretrain"]}}
+    cfg["simclr"]["pretrain"]["epochs"] = 100
+    models = n_models(cfg)
+    assert models["simclr_pretrain"] == models["simclr_head"] == 30 * 11
+    assert models["simclr_oneshot"] == 30 * 6
+    steps = image_steps(cfg)
+    assert steps["simclr_pretrain"] == 330 * 2 * 100 * 50_000  # two views
+    assert steps["scl_pretrain"] == 330 * 2 * 500 * 50_000
+    seconds = project(cfg, H200, gpu_jobs=0, cpu_jobs=0)
+    assert seconds["simclr_pretrain"] == seconds["scl_pretrain"] / 5
+    # without simclr in methods, no simclr stage
+    assert not any(k.startswith("simclr") for k in n_models(paper_config))

@@ -90,10 +90,12 @@ def test_cell_labels() -> None:
     assert Cell("scl", "delayed_gmp", 95).label == "SCL / ΔGMP 95%"
     assert Cell("scl", "oneshot", 99).label == "SCL / One-Shot 99%"
     assert Cell("sup", "dense", 0).label == "Sup dense"
+    assert Cell("simclr", "delayed_gmp", 50).label == "SimCLR / ΔGMP 50%"
+    assert Cell("simclr", "dense", 0).label == "SimCLR dense"
 
 
 @pytest.mark.parametrize(
-    ("method", "schedule"), [("simclr", "gmp"), ("sup", "delayed_gmp")]
+    ("method", "schedule"), [("byol", "gmp"), ("sup", "delayed_gmp")]
 )
 def test_cell_rejects_unknown_populations(method: str, schedule: str) -> None:
     with pytest.raises(ValueError, match="unknown method|no 'sup' population"):

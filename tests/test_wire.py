@@ -52,6 +52,7 @@ def test_every_method_gets_the_post_training_schedules():
     assert METHOD_SCHEDULES == {
         "sup": ("gmp", "oneshot", "random", "imp"),
         "scl": ("gmp", "delayed_gmp", "oneshot", "random"),
+        "simclr": ("gmp", "delayed_gmp", "oneshot", "random"),
     }
     grid = Grid.from_config(merged(NEW_SCHEDULES))
     assert grid.sparsities("sup", "imp") == (50, 80)
@@ -98,7 +99,7 @@ def test_the_default_config_and_the_new_schedules_pass():
         (
             {"gmp": {"sup_head": {"begin": 1, "end": 2, "frequency": 1}}},
             "config key 'gmp.sup_head': method 'sup' trains no separate linear "
-            "head to prune (head GMP sections: gmp.scl_head)",
+            "head to prune (head GMP sections: gmp.scl_head, gmp.simclr_head)",
         ),
         (
             {"schedules": {"sup": {"imp": [50]}}, "imp": {"rewind_epoch": 205}},

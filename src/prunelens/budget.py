@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from prunelens.study import SPLIT_SIZES, Grid
+from prunelens.study import PRETRAIN_OBJECTIVE, SPLIT_SIZES, Grid
 
 __all__ = ["H200", "Rates", "image_steps", "n_models", "project", "table"]
 
@@ -87,14 +87,30 @@ def n_models(config: Mapping[str, Any]) -> dict[str, int]:
         pops = sum(len(grid.sparsities(method, sc)) for sc in schedules)
         return seeds * (pops + dense)
 
-    scl = count("scl", ("gmp", "delayed_gmp"), True)
-    return {
+    out = {
         "sup": count("sup", ("gmp",), True),
         "sup_oneshot": count("sup", ("oneshot",), False),
-        "scl_pretrain": scl,
-        "scl_head": scl,
-        "scl_oneshot": count("scl", ("oneshot",), False),
     }
+    for m in _contrastive(grid):
+        pretrained = count(m, ("gmp", "delayed_gmp"), True)
+        out |= {f"{m}_pretrain": pretrained, f"{m}_head": pretrained}
+        out[f"{m}_oneshot"] = count(m, ("oneshot",), False)
+    return out
+
+
+def _contrastive(grid: Grid) -> list[str]:
+    """The contrastive methods with stages in the projection: SCL always (the
+    paper's), SimCLR when trained."""
+    return [m for m in PRETRAIN_OBJECTIVE if m == "scl" or m in grid.methods]
+
+
+def _stage_rates(config: Mapping[str, Any], rates: Rates) -> dict[str, float]:
+    """Images (views) per second of each stage of ``n_models``."""
+    out = {"sup": rates.sup, "sup_oneshot": rates.sup}
+    for m in _contrastive(Grid.from_config(config)):
+        out |= {f"{m}_pretrain": rates.scl_pretrain, f"{m}_head": rates.head}
+        out[f"{m}_oneshot"] = rates.sup
+    return out
 
 
 def image_steps(config: Mapping[str, Any]) -> dict[str, float]:
@@ -104,10 +120,11 @@ def image_steps(config: Mapping[str, Any]) -> dict[str, float]:
     epochs = {
         "sup": config["sup"]["epochs"],
         "sup_oneshot": config["oneshot"]["epochs"],
-        "scl_pretrain": 2 * config["scl"]["pretrain"]["epochs"],  # two views
-        "scl_head": config["scl"]["head"]["epochs"],
-        "scl_oneshot": config["oneshot"]["epochs"],
     }
+    for m in _contrastive(Grid.from_config(config)):
+        epochs[f"{m}_pretrain"] = 2 * config[m]["pretrain"]["epochs"]  # two views
+        epochs[f"{m}_head"] = config[m]["head"]["epochs"]
+        epochs[f"{m}_oneshot"] = config["oneshot"]["epochs"]
     return {stage: float(models[stage] * epochs[stage] * n_train) for stage in models}
 
 
@@ -121,13 +138,7 @@ def project(
     in full, so the total is an upper bound at these rates."""
     n_train, n_test = _sizes(config)
     steps = image_steps(config)
-    stage_rate = {
-        "sup": rates.sup,
-        "sup_oneshot": rates.sup,
-        "scl_pretrain": rates.scl_pretrain,
-        "scl_head": rates.head,
-        "scl_oneshot": rates.sup,
-    }
+    stage_rate = _stage_rates(config, rates)
     out = {stage: steps[stage] / stage_rate[stage] for stage in steps}
     grid = Grid.from_config(config)
     populations = sum(len(grid.cells(m)) for m in grid.methods)
@@ -157,13 +168,7 @@ def table(config: Mapping[str, Any], rates: Rates, **jobs: int) -> str:
     """The projection as Markdown: image-steps, rate and seconds per stage."""
     steps = image_steps(config)
     seconds = project(config, rates, **jobs)
-    rate = {
-        "sup": rates.sup,
-        "sup_oneshot": rates.sup,
-        "scl_pretrain": rates.scl_pretrain,
-        "scl_head": rates.head,
-        "scl_oneshot": rates.sup,
-    }
+    rate = _stage_rates(config, rates)
     lines = ["| stage | image-steps | rate (/s) | seconds |", "|---|---:|---:|---:|"]
     for stage, s in seconds.items():
         if stage in steps:

@@ -267,7 +267,7 @@ def _cross_checks(config: Mapping[str, Any]) -> str | None:
             f"config key 'data.images_archive': no such file "
             f"'{data['images_archive']}' (from {Path.cwd()})"
         )
-    for key in ("sup.milestones", "scl.head.milestones"):
+    for key in ("sup.milestones", "scl.head.milestones", "simclr.head.milestones"):
         section, name = key.rsplit(".", 1)
         value = config
         for k in section.split("."):

@@ -25,6 +25,7 @@ __all__ = [
     "METHOD_SCHEDULES",
     "PAPER_GROUPS",
     "POST_TRAINING_SCHEDULES",
+    "PRETRAIN_OBJECTIVE",
     "PRUNED_SCHEDULES",
     "SCHEDULES",
     "SCHEDULE_LABELS",
@@ -43,7 +44,7 @@ SPLIT_SIZES = {"train": 50_000, "test": 10_000}
 # Encoder architectures (config model.arch) and the size keys each takes.
 ARCHS = {"wrn": ("depth", "width"), "resnet18": ()}
 
-METHODS = ("sup", "scl")  # cross-entropy; supervised contrastive (SupCon)
+METHODS = ("sup", "scl", "simclr")  # cross-entropy; SupCon; SimCLR (no labels)
 # Every schedule; "dense" (s0) is implied for every method and never listed.
 SCHEDULES = ("dense", "gmp", "delayed_gmp", "oneshot", "random", "imp")
 PRUNED_SCHEDULES = SCHEDULES[1:]
@@ -51,7 +52,12 @@ PRUNED_SCHEDULES = SCHEDULES[1:]
 # them (prunelens.methods.PRUNERS; rule prune_oneshot).
 POST_TRAINING_SCHEDULES = ("oneshot", "random")
 # The schedules that prune during a method's own training.
-TRAINING_SCHEDULES = {"sup": ("gmp", "imp"), "scl": ("gmp", "delayed_gmp")}
+TRAINING_SCHEDULES = {
+    "sup": ("gmp", "imp"),
+    "scl": ("gmp", "delayed_gmp"),
+    # SimCLR runs SCL's stages (pre-training, linear head), so SCL's schedules.
+    "simclr": ("gmp", "delayed_gmp"),
+}
 # The schedules each method can run, in vocabulary order.
 METHOD_SCHEDULES = {
     m: tuple(
@@ -63,9 +69,12 @@ METHOD_SCHEDULES = {
 UNSUPPORTED_SCHEDULES = {
     ("sup", "delayed_gmp"): "delayed GMP is for SCL only (paper §3)",
     ("scl", "imp"): "IMP is implemented for sup only (prunelens.train.train_imp)",
+    ("simclr", "imp"): "IMP is implemented for sup only (prunelens.train.train_imp)",
 }
+# The contrastive methods: pre-training (this loss) then a linear head.
+PRETRAIN_OBJECTIVE = {"scl": "supcon", "simclr": "simclr"}
 
-METHOD_LABELS = {"sup": "Sup", "scl": "SCL"}
+METHOD_LABELS = {"sup": "Sup", "scl": "SCL", "simclr": "SimCLR"}
 SCHEDULE_LABELS = {
     "dense": "dense",
     "gmp": "GMP",
@@ -96,14 +105,23 @@ GMP_SECTION = {
     ("sup", "gmp"): "sup",
     ("scl", "gmp"): "scl",
     ("scl", "delayed_gmp"): "scl_delayed",
+    ("simclr", "gmp"): "simclr",
+    ("simclr", "delayed_gmp"): "simclr_delayed",
 }
 HEAD_GMP_SECTION = {("scl", "gmp"): "scl_head", ("scl", "delayed_gmp"): "scl_head"}
+HEAD_GMP_SECTION |= {
+    ("simclr", "gmp"): "simclr_head",
+    ("simclr", "delayed_gmp"): "simclr_head",
+}
 # The training loop (config path) each GMP section counts its steps in.
 GMP_LOOP = {
     "sup": ("sup",),
     "scl": ("scl", "pretrain"),
     "scl_delayed": ("scl", "pretrain"),
     "scl_head": ("scl", "head"),
+    "simclr": ("simclr", "pretrain"),
+    "simclr_delayed": ("simclr", "pretrain"),
+    "simclr_head": ("simclr", "head"),
 }
 
 # The four method/schedule columns of Figures 2, 3, 5 and 7 in the paper.

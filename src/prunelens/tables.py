@@ -13,7 +13,13 @@ import yaml
 from prunelens.files import contract_error, load_pie, load_scores, same_examples
 from prunelens.pie import TieBreak, overlap_iou, pie_class_counts
 from prunelens.runtime import atomic_path
-from prunelens.study import GROUP_LABELS, METHOD_LABELS, PAPER_GROUPS, PRUNED_SCHEDULES
+from prunelens.study import (
+    GROUP_LABELS,
+    METHOD_LABELS,
+    METHODS,
+    PAPER_GROUPS,
+    PRUNED_SCHEDULES,
+)
 
 __all__ = [
     "GROUP_LABELS",
@@ -500,19 +506,27 @@ def _pm(mean: Any, std: Any) -> str:
 
 
 def qscore_wide(df: pd.DataFrame) -> pd.DataFrame:
-    """Paper layout: rows = sparsity, per schedule Q, Z, L1 as ``ours (paper)``."""
+    """Paper layout: rows = sparsity, per method and schedule Q, Z, L1 as
+    ``ours (paper)``."""
     sel = df[df["subset"] == "all"]
     out = pd.DataFrame({"Sparsity %": sorted(set(sel["sparsity"]))})
     if sel.empty:
         return out
-    for schedule in [s for s in PRUNED_SCHEDULES if s in set(sel["schedule"])]:
-        label = GROUP_LABELS[(sel["method"].iloc[0], schedule)]
+    methods = [m for m in METHODS if m in set(sel["method"])]
+    for method, schedule in [
+        (m, sc)
+        for m in methods
+        for sc in PRUNED_SCHEDULES
+        if sc in set(sel[sel["method"] == m]["schedule"])
+    ]:
+        label = GROUP_LABELS[(method, schedule)]
+        mine = sel[sel["method"] == method]
         for col, name in zip(QSCORE_COLUMNS, ("Q", "Z", "‖h‖₁"), strict=True):
             cells = []
             for s in out["Sparsity %"]:
-                r = sel[
-                    (sel["sparsity"] == s)
-                    & (sel["schedule"] == (schedule if s else "dense"))
+                r = mine[
+                    (mine["sparsity"] == s)
+                    & (mine["schedule"] == (schedule if s else "dense"))
                 ]
                 if r.empty:
                     cells.append("")

@@ -64,6 +64,7 @@ from prunelens.stacked import (
     stacked_prune_targets,
     stacked_sparsity,
 )
+from prunelens.study import PRETRAIN_OBJECTIVE
 
 log = logging.getLogger("prunelens.train")
 
@@ -346,7 +347,33 @@ def _ce(net: Callable[[Tensor], Tensor], x: Tensor, y: Tensor) -> tuple[Tensor, 
     return _per_model_ce(net(x).reshape(*y.shape, -1), y)
 
 
-def _supcon(temperature: float, base_temperature: float) -> Objective:
+# The pre-training objectives of pretrain_supcon: SupCon (labels define the
+# positives) and SimCLR (NT-Xent: a view's one positive is the other view);
+# the method of each names its stage in logs and resume fingerprints.
+_METHOD_OF = {obj: m for m, obj in PRETRAIN_OBJECTIVE.items()}
+PRETRAIN_OBJECTIVES = tuple(_METHOD_OF)
+
+
+def _contrastive(objective: str, hp: Mapping[str, Any]) -> Objective:
+    """The pre-training loss of ``objective`` with ``hp``'s temperature(s).
+
+    SimCLR's NT-Xent is SupCon without labels and without SupCon's loss scale
+    T / T_base, i.e. base_temperature = temperature (``hp`` has no
+    base_temperature).
+    """
+    if objective == "supcon":
+        return _supcon(hp["temperature"], hp["base_temperature"], use_labels=True)
+    if objective == "simclr":
+        return _supcon(hp["temperature"], hp["temperature"], use_labels=False)
+    raise ValueError(
+        f"unknown pre-training objective {objective!r}; "
+        f"known: {', '.join(PRETRAIN_OBJECTIVES)}"
+    )
+
+
+def _supcon(
+    temperature: float, base_temperature: float, use_labels: bool = True
+) -> Objective:
     def objective(
         net: Callable[[Tensor], Tensor], x: Tensor, y: Tensor
     ) -> tuple[Tensor, Tensor]:
@@ -356,7 +383,7 @@ def _supcon(temperature: float, base_temperature: float) -> Objective:
             [
                 supcon_loss(
                     torch.stack(zk.split(n), dim=1),
-                    yk,
+                    yk if use_labels else None,
                     temperature=temperature,
                     base_temperature=base_temperature,
                 )
@@ -874,13 +901,17 @@ def pretrain_supcon(
     sparsity: int,
     schedule: str,
     settings: Settings = None,
+    objective: str = "supcon",
 ) -> list[dict[str, Any]]:
-    """SupCon pre-training of encoder + projection head (§4.2).
+    """Contrastive pre-training of encoder + projection head (§4.2).
 
+    ``objective``: "supcon" (SCL: SupCon loss, positives share a label) or
+    "simclr" (SimCLR: NT-Xent, labels unused; ``hp`` has no base_temperature).
     GMP, when ``sparsity`` > 0, prunes the encoder's convolutions only; the
     projection head is never pruned and is dropped after this stage.
     Writes each encoder (masks permanent) with its training history.
     """
+    loss = _contrastive(objective, hp)  # an unknown objective fails first
     _check_outputs(seeds, encoder_outs)
     job = _Job.start(data, seeds, norm, settings)
     nets, gens = job.seeded(lambda _: SupConNetwork(build_encoder(arch)))
@@ -893,20 +924,21 @@ def pretrain_supcon(
         net,
         list(net.parameters()),
         _two_views(hp["augment"]),
-        _supcon(hp["temperature"], hp["base_temperature"]),
+        loss,
         lambda e: cosine_lr(cfg.lr, eta_min, cfg.epochs, e),
         _sparsity(net.encoder, k),
         _gmp(gmp_schedule(sparsity, gmp), net.encoder, k, linears=False),
     )
     resume = resume_path(encoder_outs[0])
+    stage = f"{_METHOD_OF[objective]}-pretrain"
     key = job.key(
-        [data], stage="scl-pretrain", arch=arch, hp=hp, norm=norm, gmp=gmp,
-        sparsity=sparsity,
+        [data], stage=stage, objective=objective, arch=arch, hp=hp, norm=norm,
+        gmp=gmp, sparsity=sparsity,
     )  # fmt: skip
     hists = train(
         run, job.images, job.labels, cfg, gens, job.norm,
         settings=job.settings, resume=resume, key=key,
-        desc=job.desc("scl-pretrain", schedule, sparsity),
+        desc=job.desc(stage, schedule, sparsity),
     )  # fmt: skip
     make_permanent(net)
     head_sparsity = _sparsity(net.head, k)()
@@ -918,7 +950,12 @@ def pretrain_supcon(
         state = {
             "arch": dict(arch),
             "state_dict": {n: v.cpu() for n, v in single.encoder.state_dict().items()},
-            "meta": {"schedule": schedule, "sparsity": sparsity, "seed": seed},
+            "meta": {
+                "schedule": schedule,
+                "sparsity": sparsity,
+                "seed": seed,
+                "objective": objective,
+            },
             "history": hist.epochs,
             "steps": hist.step,
             "wall_time_s": hist.wall_time_s,
@@ -949,8 +986,12 @@ def fit_linear_head(
     sparsity: int,
     schedule: str,
     settings: Settings = None,
+    method: str = "scl",
 ) -> list[dict[str, Any]]:
     """Linear classifiers on the frozen encoders (§4.3); GMP on them when sparse.
+
+    ``method``: the contrastive method the encoders were pre-trained by
+    ("scl" or "simclr"), recorded in each model's metrics.
 
     Each encoder stays in eval mode (BN running statistics) and gets no
     gradient; the head's weight and bias are GMP-pruned when ``sparsity`` > 0.
@@ -997,13 +1038,13 @@ def fit_linear_head(
     )
     resume = resume_path(model_outs[0])
     key = job.key(
-        list(encoders), stage="scl-head", hp=hp, augment=augment_cfg, norm=norm,
+        list(encoders), stage=f"{method}-head", hp=hp, augment=augment_cfg, norm=norm,
         gmp=gmp, sparsity=sparsity,
     )  # fmt: skip
     hists = train(
         run, job.images, job.labels, cfg, gens, job.norm,
         settings=job.settings, resume=resume, key=key,
-        desc=job.desc("scl-head", schedule, sparsity),
+        desc=job.desc(f"{method}-head", schedule, sparsity),
     )  # fmt: skip
     extras = [
         {
@@ -1016,6 +1057,6 @@ def fit_linear_head(
     ]
     return _finish_all(
         net, hists, job, model_outs, metrics_outs, resume, extras,
-        arch=pre[job.seeds[0]]["arch"], method="scl", schedule=schedule,
+        arch=pre[job.seeds[0]]["arch"], method=method, schedule=schedule,
         sparsity=sparsity,
     )  # fmt: skip

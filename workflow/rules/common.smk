@@ -21,7 +21,9 @@ from prunelens.study import (
     GMP_SECTION,
     HEAD_GMP_SECTION,
     METHODS,
+    METHOD_LABELS,
     POST_TRAINING_SCHEDULES,
+    PRETRAIN_OBJECTIVE,
     PRUNED_SCHEDULES,
     SCHEDULES,
     SPLIT_SIZES,
@@ -162,11 +164,12 @@ def job_runtime(images, gpu_s, cpu_s, base=10):
     through WRN-16-2: ``base`` plus ``gpu_s`` seconds per 1,000 images on a
     GPU (``device: cuda``) or ``cpu_s`` on one CPU core (divided by the
     job's threads); about 2 to 5 times what was measured (README), doubled
-    on each retry."""
+    on each retry. ``images`` may be a function of the wildcards."""
 
     def runtime(wildcards, threads, attempt):
         s_per_1k = gpu_s if config["device"] == "cuda" else cpu_s / threads
-        return int(attempt * (base + images / 1000 * s_per_1k / 60))
+        n = images(wildcards) if callable(images) else images
+        return int(attempt * (base + n / 1000 * s_per_1k / 60))
 
     return runtime
 
@@ -177,21 +180,51 @@ def cifar10_archive(wildcards):
     return config["data"]["images_archive"]
 
 
-def gmp_params(method):
-    """Input function: the GMP schedule a training job depends on (none if dense)."""
+def gmp_params(method=None):
+    """Input function: the GMP schedule a training job depends on (none if
+    dense); ``method`` None: the job's method wildcard."""
 
     def params(wildcards):
         if wildcards.schedule == "dense":
             return None
-        return config["gmp"][GMP_SECTION[(method, wildcards.schedule)]]
+        m = method or wildcards.method
+        return config["gmp"][GMP_SECTION[(m, wildcards.schedule)]]
 
     return params
 
 
 def head_gmp_params(wildcards):
-    """The SCL linear head's GMP schedule (pruned models only)."""
-    section = HEAD_GMP_SECTION.get(("scl", wildcards.schedule))
+    """A contrastive method's linear head GMP schedule (pruned models only)."""
+    section = HEAD_GMP_SECTION.get((wildcards.method, wildcards.schedule))
     return None if section is None else config["gmp"][section]
+
+
+# The contrastive methods (pre-training, then a linear head): SCL, SimCLR.
+CONTRASTIVE = "|".join(PRETRAIN_OBJECTIVE)
+
+
+def contrastive_hp(stage):
+    """Input function: the job's method's ``pretrain`` or ``head`` section."""
+    return lambda wildcards: config[wildcards.method][stage]
+
+
+def contrastive_images(stage, seeds=1):
+    """Images ``seeds`` models of a contrastive ``stage`` job push (runtime)."""
+    return lambda wildcards: (
+        seeds * config[wildcards.method][stage]["epochs"] * N_TRAIN
+    )
+
+
+def pretrain_mem_mb(seeds=None):
+    """Memory of a pre-training job (``seeds`` None: per-seed rule)."""
+
+    def mem_mb(wildcards):
+        batch = config[wildcards.method]["pretrain"]["batch_size"]
+        if seeds is None:
+            return TRAIN_MEM_MB + 4 * batch
+        return TRAIN_MEM_MB + seeds * (200 + 4 * batch)
+
+    return mem_mb
 
 
 def population(schedule, sparsity):
@@ -347,8 +380,13 @@ def table3_pies():
     return {s: pie_csv("sup", "gmp", s) for s in GRID.sparsities("sup", "gmp")}
 
 
-def qscore_cells(method):
-    """Rows of Table 4 (SCL) or 5 (Sup): every population of the method."""
+def qscore_cells(*methods):
+    """Rows of Table 4 (the contrastive methods) or 5 (Sup): every population
+    of each method."""
+    return [cell for method in methods for cell in _qscore_cells(method)]
+
+
+def _qscore_cells(method):
     return [
         {
             "method": method,
@@ -405,12 +443,19 @@ def cell_paths(cells_, *keys):
 
 
 SCATTER_SPARSITY = trained_sparsity(90)  # Figures 2 and 3 (paper: 90%)
-# Figure 6 shows SCL's GMP and One-Shot PIEs at one sparsity both have (or
-# those of the two the grid trains).
-GALLERY_COLUMNS = [c for c in (("scl", "gmp"), ("scl", "oneshot")) if has(*c)]
+# Figure 6 shows one method's GMP and One-Shot PIEs at one sparsity both have
+# (or those of the two the grid trains): SCL's (the paper), else the first
+# contrastive method's, else Sup's.
+GALLERY_METHOD = next(m for m in (*PRETRAIN_OBJECTIVE, *METHODS) if m in GRID.methods)
+GALLERY_COLUMNS = [
+    c for c in ((GALLERY_METHOD, "gmp"), (GALLERY_METHOD, "oneshot")) if has(*c)
+]
 GALLERY_SPARSITY = GRID.nearest(
     ANALYSIS["gallery_sparsity"], GALLERY_COLUMNS, common=True
 )
+# Table 4: Q-Score of the contrastive methods present (the paper: SCL).
+QSCORE_CONTRASTIVE = [m for m in PRETRAIN_OBJECTIVE if m in GRID.methods]
+QSCORE_CONTRASTIVE_LABELS = " and ".join(METHOD_LABELS[m] for m in QSCORE_CONTRASTIVE)
 
 
 def gallery_pies():

@@ -83,7 +83,7 @@ rule table3:
 
 rule table4:
     input:
-        cell_paths(qscore_cells("scl"), "scores", "pie"),
+        cell_paths(qscore_cells(*QSCORE_CONTRASTIVE), "scores", "pie"),
     output:
         csv=report(
             "results/tables/table4.csv",
@@ -98,9 +98,9 @@ rule table4:
         "../../envs/prunelens.yaml"
     params:
         paper=PAPER,
-        cells=qscore_cells("scl"),
-        method="scl",
-        title="Table 4: representation quality of SCL models (Q, Z, L1)",
+        cells=qscore_cells(*QSCORE_CONTRASTIVE),
+        method="scl",  # the paper's groups the absent-cells note names
+        title=f"Table 4: representation quality of {QSCORE_CONTRASTIVE_LABELS or 'contrastive'} models (Q, Z, L1)",
         paper_table="table4",
     script:
         "../scripts/qscore_table.py"
@@ -310,6 +310,7 @@ rule fig6:
         "../../envs/prunelens.yaml"
     params:
         schedules=list(gallery_pies()),
+        method=GALLERY_METHOD,
         sparsity=GALLERY_SPARSITY,
         requested=ANALYSIS["gallery_sparsity"],
         per_group=8,

@@ -1,10 +1,10 @@
-# Training: Sup from scratch (dense, or GMP during training); SCL as SupCon
-# pre-training (dense, GMP or delayed GMP) then a linear head on the frozen
-# encoder; One-Shot and Random (magnitude or random masks on a dense model,
-# then fine-tuning: rule prune_oneshot) for every method; IMP for Sup (one
-# job per seed writes every IMP sparsity). Each job checkpoints resume.pt
-# beside its first output every epoch and resumes from it when its settings
-# match.
+# Training: Sup from scratch (dense, or GMP during training); SCL and SimCLR
+# as contrastive pre-training (SupCon or NT-Xent loss; dense, GMP or delayed
+# GMP) then a linear head on the frozen encoder; One-Shot and Random
+# (magnitude or random masks on a dense model, then fine-tuning: rule
+# prune_oneshot) for every method; IMP for Sup (one job per seed writes every
+# IMP sparsity). Each job checkpoints resume.pt beside its first output every
+# epoch and resumes from it when its settings match.
 #
 # Every stage has a per-seed rule and, with seeds_per_job > 1, one rule per
 # block of seeds (named <stage>_seeds<first>_<last>) whose job trains the
@@ -15,9 +15,10 @@
 
 SUP_MODEL = "results/models/sup/{schedule}/s{sparsity}/seed{seed}/model.pt"
 SUP_METRICS = "results/models/sup/{schedule}/s{sparsity}/seed{seed}/metrics.json"
-ENCODER = "results/models/scl/{schedule}/s{sparsity}/seed{seed}/encoder.pt"
-SCL_MODEL = "results/models/scl/{schedule}/s{sparsity}/seed{seed}/model.pt"
-SCL_METRICS = "results/models/scl/{schedule}/s{sparsity}/seed{seed}/metrics.json"
+# SCL's and SimCLR's (method wildcard: CONTRASTIVE)
+ENCODER = "results/models/{method}/{schedule}/s{sparsity}/seed{seed}/encoder.pt"
+SCL_MODEL = "results/models/{method}/{schedule}/s{sparsity}/seed{seed}/model.pt"
+SCL_METRICS = "results/models/{method}/{schedule}/s{sparsity}/seed{seed}/metrics.json"
 DENSE_MODEL = "results/models/{method}/dense/s0/seed{seed}/model.pt"
 OS_MODEL = "results/models/{method}/{schedule}/s{sparsity}/seed{seed}/model.pt"
 OS_METRICS = "results/models/{method}/{schedule}/s{sparsity}/seed{seed}/metrics.json"
@@ -101,8 +102,9 @@ rule pretrain_supcon:
     output:
         encoder=ENCODER,
     log:
-        "results/logs/pretrain_supcon/scl/{schedule}/s{sparsity}/seed{seed}.log",
+        "results/logs/pretrain_supcon/{method}/{schedule}/s{sparsity}/seed{seed}.log",
     wildcard_constraints:
+        method=CONTRASTIVE,
         schedule="dense|gmp|delayed_gmp",
         seed=SOLO_SEED,
     conda:
@@ -110,17 +112,15 @@ rule pretrain_supcon:
     threads: 1
     resources:
         **job_resources(
-            runtime=job_runtime(
-                config["scl"]["pretrain"]["epochs"] * N_TRAIN, 0.45, 15
-            ),
-            mem_mb=TRAIN_MEM_MB + 4 * config["scl"]["pretrain"]["batch_size"],
+            runtime=job_runtime(contrastive_images("pretrain"), 0.45, 15),
+            mem_mb=pretrain_mem_mb(),
         ),
     params:
         seeds=one_seed,
         arch=ARCH,
-        hp=config["scl"]["pretrain"],
+        hp=contrastive_hp("pretrain"),
         norm=NORM,
-        gmp=gmp_params("scl"),
+        gmp=gmp_params(),
         precision=config["precision"],
     script:
         "../scripts/pretrain_supcon.py"
@@ -136,8 +136,9 @@ for block in STACKED_BLOCKS:
         output:
             encoder=per_seed(ENCODER, block),
         log:
-            f"results/logs/pretrain_supcon/scl/{{schedule}}/s{{sparsity}}/seeds{block[0]}-{block[-1]}.log",
+            f"results/logs/pretrain_supcon/{{method}}/{{schedule}}/s{{sparsity}}/seeds{block[0]}-{block[-1]}.log",
         wildcard_constraints:
+            method=CONTRASTIVE,
             schedule="dense|gmp|delayed_gmp",
         conda:
             "../../envs/prunelens.yaml"
@@ -146,19 +147,16 @@ for block in STACKED_BLOCKS:
             **stage_resources(
                 "pretrain_supcon",
                 runtime=job_runtime(
-                    len(block) * config["scl"]["pretrain"]["epochs"] * N_TRAIN,
-                    0.45,
-                    15,
+                    contrastive_images("pretrain", len(block)), 0.45, 15
                 ),
-                mem_mb=TRAIN_MEM_MB
-                + len(block) * (200 + 4 * config["scl"]["pretrain"]["batch_size"]),
+                mem_mb=pretrain_mem_mb(len(block)),
             ),
         params:
             seeds=block,
             arch=ARCH,
-            hp=config["scl"]["pretrain"],
+            hp=contrastive_hp("pretrain"),
             norm=NORM,
-            gmp=gmp_params("scl"),
+            gmp=gmp_params(),
             precision=config["precision"],
         script:
             "../scripts/pretrain_supcon.py"
@@ -172,8 +170,9 @@ rule fit_linear_head:
         model=SCL_MODEL,
         metrics=SCL_METRICS,
     log:
-        "results/logs/fit_linear_head/scl/{schedule}/s{sparsity}/seed{seed}.log",
+        "results/logs/fit_linear_head/{method}/{schedule}/s{sparsity}/seed{seed}.log",
     wildcard_constraints:
+        method=CONTRASTIVE,
         schedule="dense|gmp|delayed_gmp",
         seed=SOLO_SEED,
     conda:
@@ -181,12 +180,12 @@ rule fit_linear_head:
     threads: 1
     resources:
         **job_resources(
-            runtime=job_runtime(config["scl"]["head"]["epochs"] * N_TRAIN, 0.1, 2.5),
+            runtime=job_runtime(contrastive_images("head"), 0.1, 2.5),
             mem_mb=TRAIN_MEM_MB,
         ),
     params:
         seeds=one_seed,
-        hp=config["scl"]["head"],
+        hp=contrastive_hp("head"),
         augment=config["sup"]["augment"],
         norm=NORM,
         gmp=head_gmp_params,
@@ -207,8 +206,9 @@ for block in STACKED_BLOCKS:
             model=per_seed(SCL_MODEL, block),
             metrics=per_seed(SCL_METRICS, block),
         log:
-            f"results/logs/fit_linear_head/scl/{{schedule}}/s{{sparsity}}/seeds{block[0]}-{block[-1]}.log",
+            f"results/logs/fit_linear_head/{{method}}/{{schedule}}/s{{sparsity}}/seeds{block[0]}-{block[-1]}.log",
         wildcard_constraints:
+            method=CONTRASTIVE,
             schedule="dense|gmp|delayed_gmp",
         conda:
             "../../envs/prunelens.yaml"
@@ -216,14 +216,12 @@ for block in STACKED_BLOCKS:
         resources:
             **stage_resources(
                 "fit_linear_head",
-                runtime=job_runtime(
-                    len(block) * config["scl"]["head"]["epochs"] * N_TRAIN, 0.1, 2.5
-                ),
+                runtime=job_runtime(contrastive_images("head", len(block)), 0.1, 2.5),
                 mem_mb=TRAIN_MEM_MB + 200 * len(block),
             ),
         params:
             seeds=block,
-            hp=config["scl"]["head"],
+            hp=contrastive_hp("head"),
             augment=config["sup"]["augment"],
             norm=NORM,
             gmp=head_gmp_params,

@@ -1,4 +1,5 @@
-"""Rule fig6: gallery of SCL test images whose modal label changes with pruning."""
+"""Rule fig6: gallery of one method's test images (SCL's in the paper) whose
+modal label changes with pruning."""
 
 from typing import TYPE_CHECKING
 
@@ -12,7 +13,7 @@ with log_to(snakemake.log[0], snakemake.output):
     fig_gallery_pies(
         {sc: snakemake.input[sc] for sc in snakemake.params.schedules},
         data=snakemake.input.data,
-        method="scl",
+        method=snakemake.params.method,
         sparsity=snakemake.params.sparsity,
         requested=snakemake.params.requested,
         per_group=snakemake.params.per_group,

@@ -1,4 +1,5 @@
-"""Rules fit_linear_head[_seeds<a>_<b>]: linear classifiers on frozen encoders."""
+"""Rules fit_linear_head[_seeds<a>_<b>]: linear classifiers on frozen encoders
+(SCL or SimCLR)."""
 
 from typing import TYPE_CHECKING
 
@@ -21,6 +22,7 @@ with log_to(snakemake.log[0], snakemake.output):
         gmp=snakemake.params.gmp,
         sparsity=int(snakemake.wildcards.sparsity),
         schedule=snakemake.wildcards.schedule,
+        method=snakemake.wildcards.method,
         settings={
             "device": snakemake.resources.device,
             "threads": snakemake.threads,

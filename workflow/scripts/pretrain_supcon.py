@@ -1,8 +1,10 @@
-"""Rules pretrain_supcon[_seeds<a>_<b>]: SupCon pre-training of encoders."""
+"""Rules pretrain_supcon[_seeds<a>_<b>]: contrastive pre-training of encoders
+(SCL: SupCon; SimCLR: NT-Xent), the objective given by the method wildcard."""
 
 from typing import TYPE_CHECKING
 
 from prunelens.runtime import as_paths, log_to
+from prunelens.study import PRETRAIN_OBJECTIVE
 from prunelens.train import pretrain_supcon
 
 if TYPE_CHECKING:
@@ -19,6 +21,7 @@ with log_to(snakemake.log[0], snakemake.output):
         gmp=snakemake.params.gmp,
         sparsity=int(snakemake.wildcards.sparsity),
         schedule=snakemake.wildcards.schedule,
+        objective=PRETRAIN_OBJECTIVE[snakemake.wildcards.method],
         settings={
             "device": snakemake.resources.device,
             "threads": snakemake.threads,
