@@ -1,0 +1,279 @@
+"""CIFAR-100 (``data.dataset: cifar100``): a synthetic archive in the official
+layout, served on 127.0.0.1, downloaded, prepared and loaded; its faults."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import io
+import pickle
+import tarfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from prunelens import data
+from prunelens.data import (
+    DATASETS,
+    ArchiveLayoutError,
+    ChecksumError,
+    CorruptArchiveError,
+    PreparedFileError,
+    load_prepared,
+    prepare,
+    prepare_from_official,
+)
+
+N_TRAIN, N_TEST = 3, 2  # per class
+C100 = DATASETS["cifar100"]
+NAME = "cifar-100-python.tar.gz"
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    path = tmp_path_factory.mktemp("c100") / NAME
+    md5 = data.make_synthetic_official_archive(
+        path,
+        n_per_class_train=N_TRAIN,
+        n_per_class_test=N_TEST,
+        seed=3,
+        dataset="cifar100",
+    )
+    return path, md5
+
+
+def _members(path: Path) -> dict[str, bytes]:
+    with tarfile.open(path) as tar:
+        out = {}
+        for m in tar.getmembers():
+            if m.isfile():
+                f = tar.extractfile(m)
+                assert f is not None
+                out[m.name] = f.read()
+        return out
+
+
+def _pickles(path: Path) -> dict[str, dict[bytes, object]]:
+    return {
+        Path(k).name: pickle.loads(v, encoding="bytes")
+        for k, v in _members(path).items()
+    }
+
+
+def _write_tar(path: Path, members: dict[str, bytes]) -> None:
+    with tarfile.open(path, "w:gz") as tar:
+        for name, content in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(content)
+            tar.addfile(info, io.BytesIO(content))
+
+
+def _edited(src: Path, dst: Path, member: str, edit) -> Path:  # type: ignore[no-untyped-def]
+    """A copy of ``src`` whose pickle ``member`` went through ``edit``
+    (returning None drops the member)."""
+    members = _members(src)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    key = f"cifar-100-python/{member}"
+    content = edit(pickle.loads(members[key], encoding="bytes"))
+    if content is None:
+        del members[key]
+    else:
+        members[key] = pickle.dumps(content, protocol=4)
+    _write_tar(dst, members)
+    return dst
+
+
+@pytest.fixture
+def server(archive: tuple[Path, str]) -> Iterator[str]:
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    handler = functools.partial(Quiet, directory=str(archive[0].parent))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=5)
+
+
+def _one_line(exc: pytest.ExceptionInfo[BaseException], path: Path) -> str:
+    msg = str(exc.value)
+    assert "\n" not in msg and str(path) in msg, msg
+    return msg
+
+
+def test_dataset_table() -> None:
+    assert C100.n_classes == 100 and len(set(C100.classes)) == 100
+    assert list(C100.classes) == sorted(C100.classes)  # the archive's label order
+    assert len(C100.superclasses) == 20
+    # five classes per superclass, as on the CIFAR page
+    assert np.bincount(C100.superclass_of).tolist() == [5] * 20
+    assert C100.superclasses[C100.superclass_of[C100.classes.index("apple")]] == (
+        "fruit_and_vegetables"
+    )
+    assert DATASETS["cifar10"].n_classes == 10
+
+
+def test_download_prepare_load(
+    server: str, archive: tuple[Path, str], tmp_path: Path
+) -> None:
+    src, md5 = archive
+    got = tmp_path / "results/data" / NAME
+    data.download(f"{server}/{NAME}", got, md5=md5, timeout=5, backoff=0.01)
+    assert got.read_bytes() == src.read_bytes()
+    out = tmp_path / "results/data/cifar100.npz"
+    prepare("official", got, out, sha256=None, md5=md5, dataset="cifar100")
+    raw = _pickles(src)
+    for split in ("train", "test"):
+        s = load_prepared(out, split, "cifar100")
+        batch = raw[split]
+        n = 100 * (N_TRAIN if split == "train" else N_TEST)
+        assert s.images.shape == (n, 32, 32, 3)
+        # fine labels are the labels, in the archive's order
+        assert s.labels.tolist() == batch[b"fine_labels"]
+        assert s.index.tolist() == list(range(n))
+        rows = np.asarray(batch[b"data"]).reshape(n, 3, 32, 32).transpose(0, 2, 3, 1)
+        np.testing.assert_array_equal(s.images, rows)
+        assert s.classes == C100.classes and s.n_classes == 100
+        assert s.superclasses == C100.superclasses
+        # the coarse labels of the archive are the classes' superclasses
+        coarse = np.asarray(s.superclass_of)[s.labels]
+        assert coarse.tolist() == batch[b"coarse_labels"]
+    with np.load(out) as z:
+        assert z["classes"].tolist() == list(C100.classes)
+        assert z["superclasses"].tolist() == list(C100.superclasses)
+        assert z["class_superclass"].tolist() == list(C100.superclass_of)
+
+
+def test_subset_is_per_class(archive: tuple[Path, str], tmp_path: Path) -> None:
+    out = tmp_path / "sub.npz"
+    prepare_from_official(
+        archive[0], out, md5=None, dataset="cifar100", subset_train=200, subset_test=100
+    )
+    train = load_prepared(out, "train")
+    assert np.bincount(train.labels).tolist() == [2] * 100
+    assert np.bincount(load_prepared(out, "test").labels).tolist() == [1] * 100
+    with pytest.raises(ValueError, match="positive multiple of 100, got 150"):
+        prepare_from_official(
+            archive[0], out, md5=None, dataset="cifar100", subset_train=150
+        )
+
+
+def test_md5_mismatch(server: str, archive: tuple[Path, str], tmp_path: Path) -> None:
+    out = tmp_path / NAME
+    with pytest.raises(ChecksumError) as exc:
+        data.download(f"{server}/{NAME}", out, md5="0" * 32, timeout=5, backoff=0.01)
+    assert "md5 mismatch" in _one_line(exc, out)
+    assert not out.exists()
+    with pytest.raises(ChecksumError) as exc:
+        prepare_from_official(
+            archive[0], tmp_path / "p.npz", md5="f" * 32, dataset="cifar100"
+        )
+    _one_line(exc, archive[0])
+
+
+def test_truncated_archive(archive: tuple[Path, str], tmp_path: Path) -> None:
+    cut = tmp_path / NAME
+    cut.write_bytes(archive[0].read_bytes()[: archive[0].stat().st_size // 2])
+    out = tmp_path / "p.npz"
+    with pytest.raises(CorruptArchiveError) as exc:
+        prepare_from_official(cut, out, md5=None, dataset="cifar100")
+    assert "truncated or corrupt" in _one_line(exc, cut)
+    assert not out.exists()
+
+
+def test_missing_meta(archive: tuple[Path, str], tmp_path: Path) -> None:
+    bad = _edited(archive[0], tmp_path / NAME, "meta", lambda m: None)
+    with pytest.raises(ArchiveLayoutError) as exc:
+        prepare_from_official(bad, tmp_path / "p.npz", md5=None, dataset="cifar100")
+    assert "missing cifar-100-python/meta" in _one_line(exc, bad)
+
+
+def test_cifar10_archive_is_not_cifar100(tmp_path: Path) -> None:
+    c10 = tmp_path / "cifar-10-python.tar.gz"
+    data.make_synthetic_official_archive(c10, n_per_class_train=1, n_per_class_test=1)
+    with pytest.raises(ArchiveLayoutError) as exc:
+        prepare_from_official(c10, tmp_path / "p.npz", md5=None, dataset="cifar100")
+    msg = _one_line(exc, c10)
+    assert "missing cifar-100-python/meta, cifar-100-python/test" in msg
+
+
+def test_wrong_data_shape(archive: tuple[Path, str], tmp_path: Path) -> None:
+    def cut_columns(b: dict[bytes, object]) -> dict[bytes, object]:
+        return {**b, b"data": np.asarray(b[b"data"])[:, :1000]}
+
+    bad = _edited(archive[0], tmp_path / NAME, "test", cut_columns)
+    with pytest.raises(CorruptArchiveError) as exc:
+        prepare_from_official(bad, tmp_path / "p.npz", md5=None, dataset="cifar100")
+    msg = _one_line(exc, bad)
+    assert "member 'test' has data uint8 (200, 1000), expected uint8 (200, 3072)" in msg
+
+
+def test_labels_out_of_range(archive: tuple[Path, str], tmp_path: Path) -> None:
+    def bump(b: dict[bytes, object]) -> dict[bytes, object]:
+        labels = list(b[b"fine_labels"])  # type: ignore[call-overload]
+        labels[0] = 100
+        return {**b, b"fine_labels": labels}
+
+    bad = _edited(archive[0], tmp_path / NAME, "train", bump)
+    with pytest.raises(CorruptArchiveError) as exc:
+        prepare_from_official(bad, tmp_path / "p.npz", md5=None, dataset="cifar100")
+    assert "member 'train' has labels not in 0..99" in _one_line(exc, bad)
+
+
+def test_wrong_names_and_coarse_labels(
+    archive: tuple[Path, str], tmp_path: Path
+) -> None:
+    def rename(m: dict[bytes, object]) -> dict[bytes, object]:
+        return {**m, b"coarse_label_names": [b"x"] * 20}
+
+    bad = _edited(archive[0], tmp_path / NAME, "meta", rename)
+    with pytest.raises(ArchiveLayoutError) as exc:
+        prepare_from_official(bad, tmp_path / "p.npz", md5=None, dataset="cifar100")
+    assert "names coarse_label_names" in _one_line(exc, bad)
+
+    def shift(b: dict[bytes, object]) -> dict[bytes, object]:
+        coarse = [(c + 1) % 20 for c in b[b"coarse_labels"]]  # type: ignore[attr-defined]
+        return {**b, b"coarse_labels": coarse}
+
+    bad = _edited(archive[0], tmp_path / "b" / NAME, "test", shift)
+    with pytest.raises(ArchiveLayoutError) as exc:
+        prepare_from_official(bad, tmp_path / "p.npz", md5=None, dataset="cifar100")
+    assert "coarse_labels that do not match" in _one_line(exc, bad)
+
+
+def test_load_prepared_checks_the_dataset(
+    archive: tuple[Path, str], tmp_path: Path
+) -> None:
+    out = tmp_path / "cifar100.npz"
+    prepare_from_official(archive[0], out, md5=None, dataset="cifar100")
+    with pytest.raises(PreparedFileError) as exc:
+        load_prepared(out, "test", "cifar10")
+    assert "are not cifar10's" in _one_line(exc, out)
+    with np.load(out) as z:
+        arrays = dict(z)
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, **{**arrays, "classes": arrays["classes"][:99]})
+    with pytest.raises(PreparedFileError) as exc:
+        load_prepared(bad, "test")
+    assert "(99) are not cifar10 or cifar100's" in _one_line(exc, bad)
+    np.savez(bad, **{**arrays, "superclasses": arrays["superclasses"][::-1]})
+    with pytest.raises(PreparedFileError) as exc:
+        load_prepared(bad, "test")
+    assert "superclasses are not cifar100's" in _one_line(exc, bad)
+
+
+def test_images_source_is_cifar10_only(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="holds cifar10, not cifar100"):
+        prepare(
+            "images", tmp_path / "x", tmp_path / "y", sha256=None, md5=None,
+            dataset="cifar100",
+        )  # fmt: skip
