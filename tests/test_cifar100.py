@@ -106,12 +106,14 @@ def server(archive: tuple[Path, str]) -> Iterator[str]:
 
 def _one_line(exc: pytest.ExceptionInfo[BaseException], path: Path) -> str:
     msg = str(exc.value)
-    assert "\n" not in msg and str(path) in msg, msg
+    assert "\n" not in msg, msg
+    assert str(path) in msg, msg
     return msg
 
 
 def test_dataset_table() -> None:
-    assert C100.n_classes == 100 and len(set(C100.classes)) == 100
+    assert C100.n_classes == 100
+    assert len(set(C100.classes)) == 100
     assert list(C100.classes) == sorted(C100.classes)  # the archive's label order
     assert len(C100.superclasses) == 20
     # five classes per superclass, as on the CIFAR page
@@ -142,7 +144,8 @@ def test_download_prepare_load(
         assert s.index.tolist() == list(range(n))
         rows = np.asarray(batch[b"data"]).reshape(n, 3, 32, 32).transpose(0, 2, 3, 1)
         np.testing.assert_array_equal(s.images, rows)
-        assert s.classes == C100.classes and s.n_classes == 100
+        assert s.classes == C100.classes
+        assert s.n_classes == 100
         assert s.superclasses == C100.superclasses
         # the coarse labels of the archive are the classes' superclasses
         coarse = np.asarray(s.superclass_of)[s.labels]
