@@ -280,3 +280,59 @@ def test_images_source_is_cifar10_only(tmp_path: Path) -> None:
             "images", tmp_path / "x", tmp_path / "y", sha256=None, md5=None,
             dataset="cifar100",
         )  # fmt: skip
+
+
+# ------------------------------------------------- the number of classes flows
+
+
+def _predictions(path: Path, n: int, c: int, shift: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(c)
+    logits = rng.normal(size=(n, c)).astype(np.float32)
+    label = (np.arange(n) * 2 + 1 + shift) % c  # 1, 3, ..., 99 for n = 50
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(
+        path,
+        index=np.arange(n, dtype=np.int64),
+        label=label.astype(np.int64),
+        pred=logits.argmax(1).astype(np.int64),
+        logits=logits,
+        rep=np.zeros((n, 4), np.float32),
+    )
+    return logits.argmax(1)
+
+
+def test_readers_take_the_classes_from_the_files(tmp_path: Path) -> None:
+    from prunelens.files import FileContractError, load_pie, load_predictions
+    from prunelens.pie import load_populations, modal_labels, vote_pies
+
+    paths = [tmp_path / f"results/predictions/sup/dense/s0/seed{i}.npz" for i in (0, 1)]
+    preds = [_predictions(p, 50, 100) for p in paths]
+    got = load_predictions(paths[0], arrays=())
+    assert got.logits is None  # read for the number of classes, not kept
+    assert got.pred.tolist() == preds[0].tolist()
+    # 100-wide logits: labels and predictions up to 99 are fine ...
+    assert max(got.label) == 99
+    # ... but not for a reader told the data set has 10 classes
+    with pytest.raises(FileContractError, match=r"\(50x10\)"):
+        load_predictions(paths[0], n_classes=10)
+    with pytest.raises(FileContractError, match=r"label outside 0\.\.9 "):
+        load_predictions(paths[0], n_classes=10, arrays=())
+    pop = load_populations([paths])[0]
+    assert pop.preds.shape == (2, 50)
+    mode, _ = modal_labels(pop.preds)
+    assert mode.tolist() == preds[0].tolist()  # the two models agree
+    # the modal label does not depend on the number of classes beyond the largest
+    for rule in ("smallest", "largest"):
+        for c in (None, 100, 250):
+            m, t = modal_labels(np.array([[3, 97, 5], [97, 3, 5]]), c, rule)  # type: ignore[arg-type]
+            assert m.tolist() == ([3, 3, 5] if rule == "smallest" else [97, 97, 5])
+            assert t.tolist() == [True, True, False]
+    votes = vote_pies(pop, pop)
+    pie = tmp_path / "results/pie/sup/gmp/s50.csv"
+    pie.parent.mkdir(parents=True)
+    votes.to_csv(pie, index=False)
+    assert load_pie(pie)["dense_mode"].max() > 9
+    bad = votes.assign(label=votes["label"] + 1)
+    bad.to_csv(pie, index=False)
+    with pytest.raises(FileContractError, match=r"label outside 0\.\.99 "):
+        load_pie(pie)

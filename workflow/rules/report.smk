@@ -61,7 +61,7 @@ rule claims:
 rule table3:
     input:
         list(table3_pies().values()),
-        data="results/data/cifar10.npz",  # the test split the PIE tables cover
+        data=PREPARED,  # the test split the PIE tables cover
     output:
         csv=report(
             "results/tables/table3.csv",
@@ -290,7 +290,7 @@ rule fig5:
 
 rule fig6:
     input:
-        data="results/data/cifar10.npz",
+        data=PREPARED,
         gmp=pie_csv("scl", "gmp", GALLERY_SPARSITY),
         oneshot=pie_csv("scl", "oneshot", GALLERY_SPARSITY),
     output:

@@ -19,12 +19,11 @@ SCL_METRICS = "results/models/scl/{schedule}/s{sparsity}/seed{seed}/metrics.json
 DENSE_MODEL = "results/models/{method}/dense/s0/seed{seed}/model.pt"
 OS_MODEL = "results/models/{method}/oneshot/s{sparsity}/seed{seed}/model.pt"
 OS_METRICS = "results/models/{method}/oneshot/s{sparsity}/seed{seed}/metrics.json"
-NORM = {"mean": config["data"]["mean"], "std": config["data"]["std"]}
 
 
 rule train_supervised:
     input:
-        data="results/data/cifar10.npz",
+        data=PREPARED,
     output:
         model=SUP_MODEL,
         metrics=SUP_METRICS,
@@ -58,7 +57,7 @@ for block in STACKED_BLOCKS:
         name:
             f"train_supervised_seeds{block[0]}_{block[-1]}"
         input:
-            data="results/data/cifar10.npz",
+            data=PREPARED,
         output:
             model=per_seed(SUP_MODEL, block),
             metrics=per_seed(SUP_METRICS, block),
@@ -90,7 +89,7 @@ for block in STACKED_BLOCKS:
 
 rule pretrain_supcon:
     input:
-        data="results/data/cifar10.npz",
+        data=PREPARED,
     output:
         encoder=ENCODER,
     log:
@@ -125,7 +124,7 @@ for block in STACKED_BLOCKS:
         name:
             f"pretrain_supcon_seeds{block[0]}_{block[-1]}"
         input:
-            data="results/data/cifar10.npz",
+            data=PREPARED,
         output:
             encoder=per_seed(ENCODER, block),
         log:
@@ -159,7 +158,7 @@ for block in STACKED_BLOCKS:
 
 rule fit_linear_head:
     input:
-        data="results/data/cifar10.npz",
+        data=PREPARED,
         encoder=ENCODER,
     output:
         model=SCL_MODEL,
@@ -194,7 +193,7 @@ for block in STACKED_BLOCKS:
         name:
             f"fit_linear_head_seeds{block[0]}_{block[-1]}"
         input:
-            data="results/data/cifar10.npz",
+            data=PREPARED,
             encoder=per_seed(ENCODER, block),
         output:
             model=per_seed(SCL_MODEL, block),
@@ -227,7 +226,7 @@ for block in STACKED_BLOCKS:
 
 rule prune_oneshot:
     input:
-        data="results/data/cifar10.npz",
+        data=PREPARED,
         dense=DENSE_MODEL,
     output:
         model=OS_MODEL,
@@ -261,7 +260,7 @@ for block in STACKED_BLOCKS:
         name:
             f"prune_oneshot_seeds{block[0]}_{block[-1]}"
         input:
-            data="results/data/cifar10.npz",
+            data=PREPARED,
             dense=per_seed(DENSE_MODEL, block),
         output:
             model=per_seed(OS_MODEL, block),
