@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from prunelens import data
@@ -336,3 +337,114 @@ def test_readers_take_the_classes_from_the_files(tmp_path: Path) -> None:
     bad.to_csv(pie, index=False)
     with pytest.raises(FileContractError, match=r"label outside 0\.\.99 "):
         load_pie(pie)
+
+
+# -------------------------------------------------- figures with 100 classes
+
+
+def _pie_table(rng: np.random.Generator, flips: np.ndarray) -> pd.DataFrame:
+    n = len(flips)
+    label = np.arange(n) % 100
+    dense = label.copy()
+    pruned = np.where(flips, (label + 1) % 100, label)
+    return pd.DataFrame(
+        {
+            "index": np.arange(n),
+            "label": label,
+            "dense_mode": dense,
+            "pruned_mode": pruned,
+            "pie": dense != pruned,
+            "tie": np.zeros(n, bool),
+        }
+    )
+
+
+def test_class_order_groups_by_superclass() -> None:
+    from prunelens.figures import class_colours, class_order
+
+    order, spans = class_order(C100.classes, C100.superclasses, C100.superclass_of)
+    assert sorted(order.tolist()) == list(range(100))
+    # superclass by superclass, five classes each, classes in label order inside
+    grouped = [C100.superclass_of[i] for i in order]
+    assert grouped == [g for g in range(20) for _ in range(5)]
+    assert [C100.classes[i] for i in order[:5]] == [
+        "beaver", "dolphin", "otter", "seal", "whale",
+    ]  # fmt: skip
+    assert spans[0] == ("aquatic mammals", 0.0, 4.0)
+    assert spans[-1] == ("vehicles 2", 95.0, 99.0)
+    colours, entries, title = class_colours(
+        C100.classes, C100.superclasses, C100.superclass_of
+    )
+    assert colours.shape == (100, 3)
+    assert len(entries) == 20
+    assert "superclass" in title
+    # classes of one superclass share its colour
+    apple, pear = C100.classes.index("apple"), C100.classes.index("pear")
+    assert colours[apple].tolist() == colours[pear].tolist()
+    order10, spans10 = class_order(DATASETS["cifar10"].classes)
+    assert order10.tolist() == list(range(10))
+    assert spans10 == []
+
+
+def test_figures_render_with_100_classes(tmp_path: Path) -> None:
+    from prunelens.paper import fig1, fig_pies_by_class
+    from prunelens.pie import pie_class_counts
+
+    rng = np.random.default_rng(0)
+    n = 2000
+    pies = {}
+    for m in ("sup", "scl"):
+        for s in (50, 90):
+            # more PIEs in the first superclasses' classes, more at 90%
+            p = (np.arange(n) % 100 < 30) * (0.1 + s / 200) + 0.02
+            table = _pie_table(rng, rng.random(n) < p)
+            path = tmp_path / f"{m}_oneshot_s{s}.csv"
+            table.to_csv(path, index=False)
+            pies[f"{m}_oneshot_s{s}"] = str(path)
+    counts = pie_class_counts(
+        pd.read_csv(pies["sup_oneshot_s50"]),
+        pd.read_csv(pies["scl_oneshot_s50"]),
+        n_classes=100,
+    )
+    assert counts.index.tolist() == list(range(100))
+    rows = [
+        (label, [(m, "oneshot", s) for s in (50, 90)])
+        for m, label in (("sup", "(a) Sup"), ("scl", "(b) SCL"))
+    ]
+    pdf, png = tmp_path / "fig4.pdf", tmp_path / "fig4.png"
+    fig_pies_by_class(
+        pies, rows=rows, title="Figure 4 (CIFAR-100)", pdf=pdf, png=png,
+        dataset="cifar100",
+    )  # fmt: skip
+    assert pdf.stat().st_size > 0
+    assert png.stat().st_size > 0
+
+    # UMAP: 100 modal classes, coloured by superclass
+    frames = []
+    for m, sc, s in (("sup", "dense", 0), ("sup", "gmp", 90), ("sup", "oneshot", 90)):
+        mode = np.arange(500) % 100
+        frames.append(
+            pd.DataFrame(
+                {
+                    "method": m,
+                    "schedule": sc,
+                    "sparsity": s,
+                    "index": np.arange(500),
+                    "x": np.asarray(C100.superclass_of)[mode] + rng.normal(0, 0.3, 500),
+                    "y": rng.normal(0, 1, 500),
+                    "mode": mode,
+                    "pie": (sc != "dense") & (np.arange(500) % 17 == 0),
+                }
+            )  # fmt: skip
+        )
+    emb = tmp_path / "embeddings.csv"
+    pd.concat(frames).to_csv(emb, index=False)
+    fig1(
+        emb, methods=["sup"], sparsity=90, requested=90,
+        pdf=tmp_path / "fig1.pdf", png=tmp_path / "fig1.png", dataset="cifar100",
+    )  # fmt: skip
+    assert (tmp_path / "fig1.png").stat().st_size > 0
+    out = Path("/tmp/c100_figs")
+    out.mkdir(exist_ok=True)
+    for name in ("fig4.png", "fig1.png"):
+        (out / name).write_bytes((tmp_path / name).read_bytes())

@@ -591,12 +591,13 @@ def load_pie(
     *,
     index: np.ndarray | None = None,
     n_examples: int | None = None,
-    n_classes: int = MAX_CLASSES,
+    n_classes: int | None = None,
 ) -> pd.DataFrame:
     """A PIE table: one row per test example (``index`` or ``n_examples``
     when the caller knows the split), labels and modes in 0..C-1, and
     ``pie`` exactly where the two modal labels differ."""
     rule = "vote_pies"
+    n_classes = n_classes or MAX_CLASSES  # not told: the largest data set's
     frame = _read_csv(path, PIE_COLUMNS, rule)
     p = _Problems(path, rule)
     _check_index(p, frame["index"].to_numpy(), index, n_examples)
@@ -663,12 +664,13 @@ def load_depth(
     path: PathLike,
     *,
     index: np.ndarray | None = None,
-    n_classes: int = MAX_CLASSES,
+    n_classes: int | None = None,
 ) -> dict[str, np.ndarray]:
     """One model's depth ``.npz``: int64 ``index``/``label``/``final_pred``/
     ``pd``/``pd_baldock`` (N,), int8 ``probe_preds`` (L, N) in 0..C-1,
     ``pd`` in 1..L and ``pd_baldock`` in 0..L."""
     rule = "probe_depth"
+    n_classes = n_classes or MAX_CLASSES  # not told: the largest data set's
     z = read_npz(path, DEPTH_ARRAYS, rule)
     p = _Problems(path, rule)
     n = len(z["index"]) if z["index"].ndim == 1 else None
@@ -704,11 +706,12 @@ EMBEDDING_COLUMNS = {
 POPULATION = ["method", "schedule", "sparsity"]
 
 
-def load_embeddings(path: PathLike, n_classes: int = MAX_CLASSES) -> pd.DataFrame:
+def load_embeddings(path: PathLike, n_classes: int | None = None) -> pd.DataFrame:
     """The UMAP table: known methods and schedules, finite ``x``/``y``,
     ``mode`` in 0..C-1, and the same increasing example ids for every
     population."""
     rule = "embed_umap"
+    n_classes = n_classes or MAX_CLASSES  # not told: the largest data set's
     frame = _read_csv(path, EMBEDDING_COLUMNS, rule)
     p = _Problems(path, rule)
     bad = sorted(set(frame["method"]) - set(METHODS))

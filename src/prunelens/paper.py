@@ -13,7 +13,8 @@ from typing import Any
 
 import pandas as pd
 
-from prunelens.data import CLASSES, load_prepared
+from prunelens.data import load_prepared
+from prunelens.datasets import DATASETS
 from prunelens.figures import (
     Cell,
     fig_dense_vs_sparse,
@@ -67,20 +68,24 @@ def fig1(
     requested: int,
     pdf: PathLike,
     png: PathLike,
+    dataset: str = "cifar10",
 ) -> None:
     """UMAP of each method: dense, GMP and One-Shot at ``sparsity``."""
     note_substitution("Figure 1", requested, sparsity)
-    emb = load_embeddings(embeddings)
+    ds = DATASETS[dataset]
+    emb = load_embeddings(embeddings, n_classes=ds.n_classes)
     panels = []
     for method in methods:
         panels.append(_umap_panel(emb, method, "dense", 0))
         panels += [_umap_panel(emb, method, sc, sparsity) for sc in ("gmp", "oneshot")]
     fig_umap(
         panels,
-        CLASSES,
+        ds.classes,
         pdf,
         png,
         ncols=3,
+        superclasses=ds.superclasses,
+        superclass_of=ds.superclass_of,
         title=f"Figure 1: representations of dense and {sparsity}%-sparse models "
         "(UMAP)",
     )
@@ -92,9 +97,11 @@ def fig5(
     sparsities: Sequence[int],
     pdf: PathLike,
     png: PathLike,
+    dataset: str = "cifar10",
 ) -> None:
     """UMAP grid: the dense row, then one row per sparsity, four columns."""
-    emb = load_embeddings(embeddings)
+    ds = DATASETS[dataset]
+    emb = load_embeddings(embeddings, n_classes=ds.n_classes)
     dense = [_umap_panel(emb, "sup", "dense", 0), None]
     dense += [_umap_panel(emb, "scl", "dense", 0), None]
     panels: list[Any] = dense
@@ -102,10 +109,12 @@ def fig5(
         panels += [_umap_panel(emb, m, sc, s) for m, sc in FIGURE_COLUMNS]
     fig_umap(
         panels,
-        CLASSES,
+        ds.classes,
         pdf,
         png,
         ncols=4,
+        superclasses=ds.superclasses,
+        superclass_of=ds.superclass_of,
         title="Figure 5: UMAP of representations across pruning methods and sparsities",
     )
 
@@ -153,14 +162,17 @@ def fig_pies_by_class(
     pdf: PathLike,
     png: PathLike,
     sharey: bool | str = False,
+    dataset: str = "cifar10",
 ) -> None:
     """Figures 4 and 7: PIEs per class, shared by Sup and SCL versus unique.
 
     ``pies`` maps ``<method>_<schedule>_s<sparsity>`` to PIE tables; each row
     of ``rows`` is (row label, [(method, schedule, sparsity), ...]). Shared
     means a PIE of both methods under the same schedule and sparsity.
+    CIFAR-100's classes are grouped by superclass.
     """
-    tables = {key: load_pie(path) for key, path in pies.items()}
+    ds = DATASETS[dataset]
+    tables = {key: load_pie(path, n_classes=ds.n_classes) for key, path in pies.items()}
     same_examples(
         [(pies[k], t["index"].to_numpy()) for k, t in tables.items()], rule="vote_pies"
     )
@@ -175,12 +187,21 @@ def fig_pies_by_class(
             drawn.append(
                 (
                     f"{name} / {label} {s}% (IoU {iou:.2f})",
-                    pie_class_counts(sup, scl),
+                    pie_class_counts(sup, scl, n_classes=ds.n_classes),
                     "a" if method == "sup" else "b",
                 )
             )
         grid.append((row_label, drawn))
-    fig_pie_classes(grid, CLASSES, pdf, png, title=title, sharey=sharey)  # type: ignore[arg-type]
+    fig_pie_classes(
+        grid,  # type: ignore[arg-type]
+        ds.classes,
+        pdf,
+        png,
+        title=title,
+        sharey=sharey,  # type: ignore[arg-type]
+        superclasses=ds.superclasses,
+        superclass_of=ds.superclass_of,
+    )
 
 
 def fig_gallery_pies(
@@ -200,7 +221,7 @@ def fig_gallery_pies(
     test = load_prepared(data, "test")
     groups = []
     for schedule, name in (("gmp", "GMP"), ("oneshot", "One-Shot")):
-        pie = load_pie(pies[schedule], index=test.index)
+        pie = load_pie(pies[schedule], index=test.index, n_classes=test.n_classes)
         for wrong_dense, text in (
             (True, "dense wrong, sparse right"),
             (False, "dense right, sparse wrong"),
@@ -208,7 +229,9 @@ def fig_gallery_pies(
             rows = select_gallery(
                 pie, dense_wrong_sparse_right=wrong_dense, k=per_group
             )
-            images, captions = gallery_group(rows, test.images, test.index, CLASSES)
+            images, captions = gallery_group(
+                rows, test.images, test.index, test.classes
+            )
             groups.append((f"{name} {sparsity}%: {text}", images, captions))
     label = METHOD_LABELS[method]
     fig_gallery(

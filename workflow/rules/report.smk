@@ -188,6 +188,7 @@ rule fig1:
     conda:
         "../../envs/prunelens.yaml"
     params:
+        dataset=DATASET,  # class names (CIFAR-100: by superclass)
         methods=config["methods"],
         sparsity=trained_sparsity(ANALYSIS["fig1_sparsity"]),
         requested=ANALYSIS["fig1_sparsity"],
@@ -260,6 +261,7 @@ rule fig4:
     conda:
         "../../envs/prunelens.yaml"
     params:
+        dataset=DATASET,  # class names (CIFAR-100: by superclass)
         pies=pie_tables(["oneshot"]),
         rows=pie_class_rows(["oneshot"]),
         title="Figure 4: PIEs per class after One-Shot pruning (strong: shared by Sup and SCL)",
@@ -283,6 +285,7 @@ rule fig5:
     conda:
         "../../envs/prunelens.yaml"
     params:
+        dataset=DATASET,  # class names (CIFAR-100: by superclass)
         sparsities=umap_sparsities(),
     script:
         "../scripts/fig5.py"
@@ -327,6 +330,7 @@ rule fig7:
     conda:
         "../../envs/prunelens.yaml"
     params:
+        dataset=DATASET,  # class names (CIFAR-100: by superclass)
         pies=pie_tables(["gmp", "oneshot"]),
         rows=pie_class_rows(["gmp", "oneshot"]),
         title="Figure 7: PIEs per class and sparsity (strong: shared by Sup and SCL)",

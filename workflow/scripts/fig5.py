@@ -14,4 +14,5 @@ with log_to(snakemake.log[0], snakemake.output):
         sparsities=snakemake.params.sparsities,
         pdf=snakemake.output.pdf,
         png=snakemake.output.png,
+        dataset=snakemake.params.dataset,
     )
