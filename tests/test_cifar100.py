@@ -448,3 +448,63 @@ def test_figures_render_with_100_classes(tmp_path: Path) -> None:
     out.mkdir(exist_ok=True)
     for name in ("fig4.png", "fig1.png"):
         (out / name).write_bytes((tmp_path / name).read_bytes())
+
+
+# ----------------------------------------------------------------- the DAG
+
+
+def _overlay(tmp_path: Path, **data_keys: object) -> list[Path]:
+    import yaml
+    from conftest import REPO, TINY, deep_merge
+
+    overlay = tmp_path / "c100.yaml"
+    cfg = deep_merge(TINY, {"data": {"dataset": "cifar100", **data_keys}})
+    overlay.write_text(yaml.safe_dump(cfg))
+    return [REPO / "config.yaml", overlay]
+
+
+def test_dry_run_of_cifar100(tmp_path: Path) -> None:
+    from conftest import job_counts, run_snakemake
+
+    proc = run_snakemake(
+        tmp_path, "-n", "all", configfiles=_overlay(tmp_path, source="official")
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    counts = job_counts(proc.stdout)
+    assert counts["download_cifar10"] == 1
+    assert counts["prepare_cifar10"] == 1
+    assert counts["all"] == 1
+    assert "output: results/data/cifar-100-python.tar.gz" in proc.stdout
+    assert "output: results/data/cifar100.npz" in proc.stdout
+    assert "results/data/cifar10.npz" not in proc.stdout
+
+
+@pytest.mark.parametrize(
+    ("keys", "message"),
+    [
+        (
+            {"source": "images"},
+            "config key 'data.source': 'images' (the JPEG archive) holds CIFAR-10 "
+            "only; data.dataset cifar100 needs source: official",
+        ),
+        (
+            {"source": "official", "subset_train": 150},
+            "config key 'data.subset_train': 150 is not a multiple of CIFAR-100's "
+            "100 classes (class-balanced)",
+        ),
+        (
+            {"source": "official", "mean": [0.5, 0.5, 0.5]},
+            "config key 'data.mean': one value per data set, "
+            "data.mean.<cifar10|cifar100> (README, Configuration)",
+        ),
+    ],
+)
+def test_cifar100_config_errors(
+    tmp_path: Path, keys: dict[str, object], message: str
+) -> None:
+    from conftest import run_snakemake
+
+    proc = run_snakemake(tmp_path, "-n", "all", configfiles=_overlay(tmp_path, **keys))
+    assert proc.returncode == 1
+    out = proc.stdout + proc.stderr
+    assert message in out.splitlines(), out[-2000:]
