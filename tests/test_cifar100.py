@@ -508,3 +508,52 @@ def test_cifar100_config_errors(
     assert proc.returncode == 1
     out = proc.stdout + proc.stderr
     assert message in out.splitlines(), out[-2000:]
+
+
+# ------------------------------------------------------- 100-way classifiers
+
+
+def test_training_on_cifar100_makes_100_way_models(
+    archive: tuple[Path, str], tmp_path: Path
+) -> None:
+    import torch
+
+    from prunelens.evaluate import predict_files
+    from prunelens.files import load_model, load_predictions
+    from prunelens.train import train_supervised
+
+    prepared = tmp_path / "cifar100.npz"
+    prepare_from_official(archive[0], prepared, md5=None, dataset="cifar100")
+    hp = {
+        "epochs": 1, "batch_size": 100, "lr": 0.05, "momentum": 0.9,
+        "nesterov": False, "weight_decay": 0.0, "milestones": [], "gamma": 0.1,
+        "augment": {"padding": 4, "hflip": True, "vflip": False},
+    }  # fmt: skip
+    out = tmp_path / "results/models/sup/dense/s0/seed0"
+    (metrics,) = train_supervised(
+        data=prepared,
+        model_outs=[out / "model.pt"],
+        metrics_outs=[out / "metrics.json"],
+        arch={"depth": 10, "width": 1},
+        hp=hp,
+        norm={"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]},
+        gmp=None,
+        sparsity=0,
+        seeds=[0],
+        schedule="dense",
+        settings={"device": "cpu", "threads": 1, "precision": "fp32"},
+    )
+    assert metrics["arch"] == {"depth": 10, "width": 1, "n_classes": 100}
+    model, _ = load_model(out / "model.pt")
+    assert model.fc.out_features == 100
+    with torch.no_grad():
+        assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 100)
+    pred = tmp_path / "results/predictions/sup/dense/s0/seed0.npz"
+    pred.parent.mkdir(parents=True)
+    predict_files(
+        models=[out / "model.pt"], outs=[pred], data=prepared,
+        mean=[0.5] * 3, std=[0.25] * 3, device="cpu",
+    )  # fmt: skip
+    got = load_predictions(pred)
+    assert got.logits is not None
+    assert got.logits.shape == (200, 100)
