@@ -35,7 +35,8 @@ from prunelens.train import (
 
 REPO = Path(__file__).resolve().parents[1]
 CFG = yaml.safe_load((REPO / "config.yaml").read_text())
-NORM = {"mean": CFG["data"]["mean"], "std": CFG["data"]["std"]}
+DS = CFG["data"]["dataset"]
+NORM = {"mean": CFG["data"]["mean"][DS], "std": CFG["data"]["std"][DS]}
 ARCH = arch_params(CFG["model"])
 
 

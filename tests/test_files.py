@@ -277,7 +277,7 @@ def test_bad_predictions_files(tmp_path):
     good = _arrays(path)
 
     def load() -> Any:
-        return load_predictions(path, index=good["index"])
+        return load_predictions(path, index=good["index"], n_classes=10)
 
     _cut(path, 0.5)
     assert "unreadable .npz archive (BadZipFile" in _error(load, path, rule)
@@ -346,7 +346,7 @@ def test_bad_pie_tables(tmp_path):
     votes = _pie_file(path)
 
     def load() -> Any:
-        return load_pie(path, n_examples=N)
+        return load_pie(path, n_examples=N, n_classes=10)
 
     _cut(path, -3)  # the last row ends mid-cell
     assert "column 'tie' is not bool" in _error(load, path, rule)

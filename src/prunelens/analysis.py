@@ -178,7 +178,7 @@ def umap_embedding(
     random_state: int,
     max_examples: int | None = None,
     tie_break: Literal["smallest", "largest"] = "smallest",
-    n_classes: int = 10,
+    n_classes: int | None = None,
 ) -> pd.DataFrame:
     """2-D UMAP of the mean representation of the first ``models`` models
     (of ``max_examples`` evenly spaced test examples, or all).

@@ -61,8 +61,15 @@ class Models:
     acc: np.ndarray | None = None
     q: np.ndarray | None = None
     pd: np.ndarray | None = None
-    n_classes: int = 10
+    # None: one more than the largest prediction (any larger number of
+    # classes gives the same modal labels)
+    n_classes: int | None = None
     _onehot: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.n_classes is None and self.preds is not None:
+            c = int(self.preds.max()) + 1 if self.preds.size else 1
+            object.__setattr__(self, "n_classes", c)
 
     def onehot(self) -> np.ndarray:
         """(M, N * C) float32 one-hot votes, built once."""

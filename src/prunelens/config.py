@@ -19,6 +19,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+from prunelens.datasets import DATASETS
 from prunelens.runtime import atomic_path
 from prunelens.study import (
     GMP_LOOP,
@@ -128,6 +129,15 @@ def _schema_error(config: Mapping[str, Any], schema: dict[str, Any]) -> str | No
         )
     if found := _head_section_error(config):
         return found
+    data = config.get("data")
+    for key in ("official_url", "official_md5", "mean", "std"):
+        # one value for CIFAR-10 only, before data.dataset
+        value = data.get(key) if isinstance(data, Mapping) else None
+        if value is not None and not isinstance(value, Mapping):
+            return (
+                f"config key 'data.{key}': one value per data set, "
+                f"data.{key}.<{'|'.join(DATASETS)}> (README, Configuration)"
+            )
     validator = jsonschema.Draft202012Validator(schema)
     errors = list(validator.iter_errors(config))
     if not errors:
@@ -255,12 +265,23 @@ def _cross_checks(config: Mapping[str, Any]) -> str | None:
     if found := _schedule_checks(config):
         return found
     data = config["data"]
+    dataset = DATASETS[data["dataset"]]
+    if data["source"] == "images" and dataset.name != "cifar10":
+        return (
+            f"config key 'data.source': 'images' (the JPEG archive) holds CIFAR-10 "
+            f"only; data.dataset {dataset.name} needs source: official"
+        )
     for split, size in SPLIT_SIZES.items():
         n = data[f"subset_{split}"]
         if n is not None and n > size:
             return (
                 f"config key 'data.subset_{split}': {n} exceeds the {size} images "
-                f"of CIFAR-10's {split} split (null: all of them)"
+                f"of {dataset.label}'s {split} split (null: all of them)"
+            )
+        if n is not None and n % dataset.n_classes:
+            return (
+                f"config key 'data.subset_{split}': {n} is not a multiple of "
+                f"{dataset.label}'s {dataset.n_classes} classes (class-balanced)"
             )
     if data["source"] == "images" and not Path(data["images_archive"]).is_file():
         return (

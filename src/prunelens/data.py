@@ -1,20 +1,25 @@
-"""CIFAR-10: fetch, check and convert to one prepared ``.npz`` file.
+"""CIFAR-10 and CIFAR-100: fetch, check and convert to one prepared ``.npz`` file.
 
-Two sources give the same prepared format:
+``DATASETS`` names each data set's classes and official archive layout. Two
+sources give the same prepared format (the JPEG archive exists for CIFAR-10
+only):
 
 * the JPEG archive (``cifar10-images/{train,test}/<class>/NNNN.jpg``), the
   source on machines without internet; each split is ordered by (class index,
   file name) and ``index`` is the position in that order (0..49999 / 0..9999);
-* the official ``cifar-10-python.tar.gz`` (pickled batches); original order,
-  ``index`` is the position within the split (batches 1..5 concatenated).
+* the official ``cifar-10-python.tar.gz`` (pickled batches) or
+  ``cifar-100-python.tar.gz`` (``train``, ``test``, ``meta``; the fine labels
+  are the labels); original order, ``index`` is the position within the split
+  (CIFAR-10's batches 1..5 concatenated).
 
 The prepared file holds ``train_images`` / ``test_images`` (uint8, N x 32 x 32 x
-3, HWC RGB), ``train_labels`` / ``test_labels`` (int64, 0..9),
-``train_index`` / ``test_index`` (int64) and ``classes`` (unicode, the names in
-label order). The ``train_`` / ``test_`` prefixes are the split flag. A
-quick-scale subset keeps the first ``n // 10`` examples of each class in index
-order, and those keep their original ``index`` values, so results at any scale
-refer to the same examples.
+3, HWC RGB), ``train_labels`` / ``test_labels`` (int64, 0..C-1),
+``train_index`` / ``test_index`` (int64) and ``classes`` (unicode, the C names
+in label order); CIFAR-100's also ``superclasses`` (the 20 coarse names) and
+``class_superclass`` (int64 (100,), each class's superclass). The ``train_`` /
+``test_`` prefixes are the split flag. A quick-scale subset keeps the first
+``n // C`` examples of each class in index order, and those keep their
+original ``index`` values, so results at any scale refer to the same examples.
 
 Every failure raises a :class:`DataError` subclass whose message names the file.
 """
@@ -47,21 +52,25 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from prunelens.datasets import CLASSES, DATASETS, Dataset, dataset_info
 from prunelens.runtime import DiskFullError, atomic_path
 
 log = logging.getLogger("prunelens.data")
 
 __all__ = [
     "CLASSES",
+    "DATASETS",
     "ArchiveLayoutError",
     "BadImageError",
     "ChecksumError",
     "CorruptArchiveError",
     "DataError",
+    "Dataset",
     "DownloadError",
     "MissingFileError",
     "PreparedFileError",
     "Split",
+    "dataset_info",
     "download",
     "load_prepared",
     "prepare",
@@ -71,24 +80,12 @@ __all__ = [
     "prepare_from_official",
 ]
 
-CLASSES: tuple[str, ...] = (
-    "airplane",
-    "automobile",
-    "bird",
-    "cat",
-    "deer",
-    "dog",
-    "frog",
-    "horse",
-    "ship",
-    "truck",
-)
 IMAGE_SHAPE = (32, 32, 3)
 SPLITS = ("train", "test")
-OFFICIAL_DIR = "cifar-10-batches-py"
-OFFICIAL_TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
-OFFICIAL_TEST_BATCH = "test_batch"
-OFFICIAL_META = "batches.meta"
+OFFICIAL_DIR = DATASETS["cifar10"].official_dir
+OFFICIAL_TRAIN_BATCHES = DATASETS["cifar10"].train_members
+OFFICIAL_TEST_BATCH = DATASETS["cifar10"].test_member
+OFFICIAL_META = DATASETS["cifar10"].meta_member
 IMAGES_TOP = "cifar10-images"
 _Arrays = tuple[np.ndarray, np.ndarray, np.ndarray]  # images, labels, index
 
@@ -132,11 +129,19 @@ class PreparedFileError(DataError):
 
 @dataclass(frozen=True)
 class Split:
-    """One split of a prepared file: images (N,32,32,3) uint8, labels, index."""
+    """One split of a prepared file: images (N,32,32,3) uint8, labels, index,
+    the class names and (CIFAR-100) superclass names and each class's one."""
 
     images: np.ndarray
     labels: np.ndarray
     index: np.ndarray
+    classes: tuple[str, ...] = CLASSES
+    superclasses: tuple[str, ...] = ()
+    superclass_of: tuple[int, ...] = ()
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.classes)
 
 
 # --------------------------------------------------------------------- checks
@@ -172,11 +177,11 @@ def _check_archive(path: Path, expected: str | None, algorithm: str) -> None:
         )
 
 
-def _check_subset(name: str, n: int | None) -> None:
+def _check_subset(name: str, n: int | None, n_classes: int = len(CLASSES)) -> None:
     # Checked before the (slow) archive read so a bad config fails at once.
-    if n is not None and (n <= 0 or n % len(CLASSES) != 0):
+    if n is not None and (n <= 0 or n % n_classes != 0):
         raise ValueError(
-            f"subset_{name} must be a positive multiple of {len(CLASSES)}, got {n}"
+            f"subset_{name} must be a positive multiple of {n_classes}, got {n}"
         )
 
 
@@ -195,8 +200,13 @@ def _reading(path: Path) -> Iterator[None]:
 # -------------------------------------------------------------------- subsets
 
 
-def _subset_rows(split: str, labels: np.ndarray, n: int | None) -> np.ndarray:
-    """Rows (= indices) of the first ``n // 10`` examples of each class, sorted.
+def _subset_rows(
+    split: str,
+    labels: np.ndarray,
+    n: int | None,
+    classes: tuple[str, ...] = CLASSES,
+) -> np.ndarray:
+    """Rows (= indices) of the first ``n // C`` examples of each class, sorted.
 
     ``labels`` is the full split in index order; None keeps every row.
     """
@@ -206,9 +216,9 @@ def _subset_rows(split: str, labels: np.ndarray, n: int | None) -> np.ndarray:
         raise ValueError(
             f"subset_{split}={n} exceeds the {split} split ({len(labels)} examples)"
         )
-    per_class = n // len(CLASSES)
+    per_class = n // len(classes)
     keep = []
-    for label, name in enumerate(CLASSES):
+    for label, name in enumerate(classes):
         rows = np.flatnonzero(labels == label)[:per_class]
         if len(rows) < per_class:
             raise ValueError(
@@ -236,9 +246,14 @@ def _write_npz(out: Path, arrays: dict[str, np.ndarray]) -> None:
 
 
 def _prepared_arrays(
-    splits: dict[str, _Arrays],
+    splits: dict[str, _Arrays], dataset: Dataset = DATASETS["cifar10"]
 ) -> dict[str, np.ndarray]:
-    arrays: dict[str, np.ndarray] = {"classes": np.array(CLASSES, dtype=np.str_)}
+    arrays: dict[str, np.ndarray] = {
+        "classes": np.array(dataset.classes, dtype=np.str_)
+    }
+    if dataset.superclasses:
+        arrays["superclasses"] = np.array(dataset.superclasses, dtype=np.str_)
+        arrays["class_superclass"] = np.array(dataset.superclass_of, dtype=np.int64)
     for split, (images, labels, index) in splits.items():
         arrays[f"{split}_images"] = np.ascontiguousarray(images, dtype=np.uint8)
         arrays[f"{split}_labels"] = labels.astype(np.int64)
@@ -323,11 +338,13 @@ def prepare_from_images(
     _write_npz(out, _prepared_arrays(splits))
 
 
-def _check_split_classes(archive: Path, split: str, labels: list[int]) -> None:
+def _check_split_classes(
+    archive: Path, split: str, labels: list[int], classes: tuple[str, ...] = CLASSES
+) -> None:
     if not labels:
         raise ArchiveLayoutError(f"{archive}: the {split} split has no images")
     present = set(labels)
-    missing = [c for i, c in enumerate(CLASSES) if i not in present]
+    missing = [c for i, c in enumerate(classes) if i not in present]
     if missing:
         raise ArchiveLayoutError(
             f"{archive}: the {split} split has no images of {', '.join(missing)}"
@@ -362,7 +379,7 @@ def _load_batch(archive: Path, member: str, f: IO[bytes]) -> dict[bytes, Any]:
         batch = _BatchUnpickler(f, encoding="bytes").load()
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as exc:
         raise CorruptArchiveError(
-            f"{archive}: member {member!r} is not a CIFAR-10 batch ({exc})"
+            f"{archive}: member {member!r} is not a CIFAR batch ({exc})"
         ) from exc
     if not isinstance(batch, dict):
         raise CorruptArchiveError(f"{archive}: member {member!r} is not a dict")
@@ -370,11 +387,15 @@ def _load_batch(archive: Path, member: str, f: IO[bytes]) -> dict[bytes, Any]:
 
 
 def _batch_arrays(
-    archive: Path, member: str, batch: dict[bytes, Any]
+    archive: Path,
+    member: str,
+    batch: dict[bytes, Any],
+    labels_key: bytes = b"labels",
+    n_classes: int = len(CLASSES),
 ) -> tuple[np.ndarray, np.ndarray]:
     try:
         data = np.asarray(batch[b"data"])
-        labels = np.asarray(batch[b"labels"], dtype=np.int64)
+        labels = np.asarray(batch[labels_key], dtype=np.int64)
     except (KeyError, ValueError, TypeError) as exc:
         raise CorruptArchiveError(
             f"{archive}: member {member!r} lacks data/labels ({exc})"
@@ -385,12 +406,34 @@ def _batch_arrays(
             f"{archive}: member {member!r} has data {data.dtype} {data.shape}, "
             f"expected uint8 ({n}, {int(np.prod(IMAGE_SHAPE))})"
         )
-    if n and (labels.min() < 0 or labels.max() >= len(CLASSES)):
+    if n and (labels.min() < 0 or labels.max() >= n_classes):
         raise CorruptArchiveError(
-            f"{archive}: member {member!r} has labels not in 0..9"
+            f"{archive}: member {member!r} has labels not in 0..{n_classes - 1}"
         )
     # Rows are channel-planar (1024 R, 1024 G, 1024 B); store HWC like the JPEGs.
     return data.reshape(n, 3, 32, 32).transpose(0, 2, 3, 1), labels
+
+
+def _meta_names(meta: dict[bytes, Any], key: bytes) -> list[str]:
+    return [n.decode() if isinstance(n, bytes) else n for n in meta.get(key, [])]
+
+
+def _superclass_of(
+    archive: Path, ds: Dataset, member: str, batch: dict[bytes, Any], fine: np.ndarray
+) -> None:
+    """Each fine label's coarse label in ``batch`` is the dataset's one."""
+    try:
+        coarse = np.asarray(batch[b"coarse_labels"], dtype=np.int64)
+    except (KeyError, ValueError, TypeError) as exc:
+        raise CorruptArchiveError(
+            f"{archive}: member {member!r} lacks coarse_labels ({exc})"
+        ) from exc
+    want = np.asarray(ds.superclass_of, dtype=np.int64)
+    if coarse.shape != fine.shape or not np.array_equal(coarse, want[fine]):
+        raise ArchiveLayoutError(
+            f"{archive}: member {member!r} has coarse_labels that do not match "
+            "the fine labels' superclasses"
+        )
 
 
 def prepare_from_official(
@@ -400,18 +443,22 @@ def prepare_from_official(
     md5: str | None,
     subset_train: int | None = None,
     subset_test: int | None = None,
+    dataset: str = "cifar10",
 ) -> None:
-    """Convert the official ``cifar-10-python.tar.gz`` to a prepared ``.npz``."""
+    """Convert the official ``cifar-10-python.tar.gz`` or
+    ``cifar-100-python.tar.gz`` (``dataset``) to a prepared ``.npz``."""
     archive, out = Path(archive), Path(out)
-    _check_subset("train", subset_train)
-    _check_subset("test", subset_test)
+    ds = dataset_info(dataset)
+    _check_subset("train", subset_train, ds.n_classes)
+    _check_subset("test", subset_test, ds.n_classes)
     _check_archive(archive, md5, "md5")
-    wanted = {*OFFICIAL_TRAIN_BATCHES, OFFICIAL_TEST_BATCH, OFFICIAL_META}
+    top = ds.official_dir
+    wanted = {*ds.train_members, ds.test_member, ds.meta_member}
     batches: dict[str, dict[bytes, Any]] = {}
     with _reading(archive), tarfile.open(archive, mode="r|gz") as tar:
         for member in tar:
             path = PurePosixPath(member.name)
-            if not member.isfile() or path.parent.name != OFFICIAL_DIR:
+            if not member.isfile() or path.parent.name != top:
                 continue
             if path.name in wanted:
                 f = tar.extractfile(member)
@@ -420,44 +467,61 @@ def prepare_from_official(
     missing = sorted(wanted - batches.keys())
     if missing:
         raise ArchiveLayoutError(
-            f"{archive}: missing {', '.join(f'{OFFICIAL_DIR}/{m}' for m in missing)}"
+            f"{archive}: missing {', '.join(f'{top}/{m}' for m in missing)}"
         )
-    names = [
-        n.decode() if isinstance(n, bytes) else n
-        for n in batches[OFFICIAL_META].get(b"label_names", [])
-    ]
-    if tuple(names) != CLASSES:
-        raise ArchiveLayoutError(
-            f"{archive}: {OFFICIAL_DIR}/{OFFICIAL_META} names classes {names}, "
-            f"expected {list(CLASSES)}"
-        )
+    meta = batches[ds.meta_member]
+    checks = [(ds.names_key, ds.classes)]
+    if ds.superclasses:
+        checks.append((b"coarse_label_names", ds.superclasses))
+    for key, expected in checks:
+        names = _meta_names(meta, key)
+        if tuple(names) != expected:
+            shown = (
+                names if len(names) <= 20 else [*names[:3], "...", f"({len(names)})"]
+            )
+            raise ArchiveLayoutError(
+                f"{archive}: {top}/{ds.meta_member} names {key.decode()} {shown}, "
+                f"expected the {len(expected)} of {ds.name}"
+            )
 
     splits: dict[str, _Arrays] = {}
-    members = {"train": OFFICIAL_TRAIN_BATCHES, "test": (OFFICIAL_TEST_BATCH,)}
+    members = {"train": ds.train_members, "test": (ds.test_member,)}
     for split, subset in zip(SPLITS, (subset_train, subset_test), strict=True):
-        parts = [_batch_arrays(archive, m, batches[m]) for m in members[split]]
+        parts = [
+            _batch_arrays(archive, m, batches[m], ds.labels_key, ds.n_classes)
+            for m in members[split]
+        ]
+        if ds.superclasses:
+            for m, (_, fine) in zip(members[split], parts, strict=True):
+                _superclass_of(archive, ds, m, batches[m], fine)
         images = np.concatenate([p[0] for p in parts])
         labels = np.concatenate([p[1] for p in parts])
-        _check_split_classes(archive, split, labels.tolist())
-        rows = _subset_rows(split, labels, subset)
+        _check_split_classes(archive, split, labels.tolist(), ds.classes)
+        rows = _subset_rows(split, labels, subset, ds.classes)
         splits[split] = (images[rows], labels[rows], rows)
-    _write_npz(out, _prepared_arrays(splits))
+    _write_npz(out, _prepared_arrays(splits, ds))
 
 
 # ------------------------------------------------------------------- loading
 
 
-def load_prepared(path: Path | str, split: Literal["train", "test"]) -> Split:
-    """Load one split of a prepared file, checking dtypes and shapes."""
+def load_prepared(
+    path: Path | str,
+    split: Literal["train", "test"],
+    dataset: str | None = None,
+) -> Split:
+    """Load one split of a prepared file, checking dtypes and shapes, and
+    that its classes are those of ``dataset`` (None: of any known data set)."""
     path = Path(path)
     if split not in SPLITS:
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     if not path.is_file():
         raise MissingFileError(f"prepared file not found: {path}")
     keys = (f"{split}_images", f"{split}_labels", f"{split}_index", "classes")
+    extra = ("superclasses", "class_superclass")
     try:
         with np.load(path, allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in keys if k in npz.files}
+            arrays = {k: npz[k] for k in keys + extra if k in npz.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
         raise PreparedFileError(f"{path}: unreadable prepared file ({exc})") from exc
     absent = [k for k in keys if k not in arrays]
@@ -465,24 +529,52 @@ def load_prepared(path: Path | str, split: Literal["train", "test"]) -> Split:
         raise PreparedFileError(f"{path}: missing arrays {absent}")
     images, labels, index, classes = (arrays[k] for k in keys)
 
+    names = tuple(classes.tolist()) if classes.ndim == 1 else ()
+    known = [d for d in DATASETS.values() if d.classes == names]
+    if dataset is not None:
+        known = [d for d in known if d.name == dataset]
+    ds = known[0] if known else None
     n = len(labels)
+    n_classes = len(names)
     problems = []
     if images.dtype != np.uint8 or images.shape != (n, *IMAGE_SHAPE):
         problems.append(f"images {images.dtype} {images.shape}")
     if labels.dtype != np.int64 or labels.ndim != 1:
         problems.append(f"labels {labels.dtype} {labels.shape}")
-    elif n and (labels.min() < 0 or labels.max() >= len(CLASSES)):
-        problems.append("labels outside 0..9")
+    elif n and (labels.min() < 0 or labels.max() >= n_classes):
+        problems.append(f"labels outside 0..{n_classes - 1}")
     if index.dtype != np.int64 or index.shape != (n,):
         problems.append(f"index {index.dtype} {index.shape}")
-    if tuple(classes.tolist()) != CLASSES:
-        problems.append(f"classes {classes.tolist()}")
+    if ds is None:
+        shown = list(names) if len(names) <= 10 else [*names[:3], "..."]
+        want = dataset or " or ".join(DATASETS)
+        problems.append(f"classes {shown} ({n_classes}) are not {want}'s")
+    elif ds.superclasses:
+        sup = arrays.get("superclasses")
+        of = arrays.get("class_superclass")
+        if sup is None or tuple(sup.tolist()) != ds.superclasses:
+            problems.append(f"superclasses are not {ds.name}'s")
+        if of is None or of.dtype != np.int64 or of.shape != (n_classes,):
+            problems.append("class_superclass is not int64 (C,)")
+        elif of.min() < 0 or of.max() >= len(ds.superclasses):
+            problems.append("class_superclass outside the superclasses")
     if problems:
         raise PreparedFileError(
             f"{path}: malformed {split} split: {'; '.join(problems)} "
-            f"(expected uint8 (N, 32, 32, 3), int64 (N,) labels in 0..9 and index)"
+            f"(expected uint8 (N, 32, 32, 3), int64 (N,) labels in 0..C-1 and "
+            f"index, and a known data set's classes)"
         )
-    return Split(images=images, labels=labels, index=index)
+    assert ds is not None
+    return Split(
+        images=images,
+        labels=labels,
+        index=index,
+        classes=ds.classes,
+        superclasses=ds.superclasses,
+        superclass_of=(
+            tuple(arrays["class_superclass"].tolist()) if ds.superclasses else ()
+        ),
+    )
 
 
 # ------------------------------------------------------------------ download
@@ -607,12 +699,12 @@ def _fetch(url: str, f: IO[bytes], timeout: float, label: str, every: float) -> 
 
 
 def _synthetic_images(
-    rng: np.random.Generator, labels: np.ndarray
+    rng: np.random.Generator, labels: np.ndarray, n_classes: int = len(CLASSES)
 ) -> Iterator[np.ndarray]:
     """Noisy images around a class-specific colour, so a classifier can learn."""
     for label in labels:
-        # Ten evenly spaced hues: classes differ in colour, not in scale.
-        rgb = colorsys.hsv_to_rgb(label / len(CLASSES), 0.8, 0.8)
+        # Evenly spaced hues: classes differ in colour, not in scale.
+        rgb = colorsys.hsv_to_rgb(label / n_classes, 0.8, 0.8)
         mean = np.array(rgb) * 255 + rng.normal(0, 20)
         noise = rng.normal(0, 40, IMAGE_SHAPE)
         yield np.clip(mean + noise, 0, 255).astype(np.uint8)
@@ -672,47 +764,52 @@ def make_synthetic_official_archive(
     n_per_class_train: int,
     n_per_class_test: int,
     seed: int = 0,
+    dataset: str = "cifar10",
 ) -> str:
-    """Write a small archive in the official pickle layout; return its md5."""
+    """Write a small archive in the official pickle layout of ``dataset``
+    (``cifar-10-python.tar.gz`` or ``cifar-100-python.tar.gz``, for tests);
+    return its md5."""
     path = Path(path)
+    ds = dataset_info(dataset)
     rng = np.random.default_rng(seed)
+    superclass_of = np.asarray(ds.superclass_of, dtype=np.int64)
 
     def batch(labels: np.ndarray, title: str) -> bytes:
-        images = np.stack(list(_synthetic_images(rng, labels)))
+        images = np.stack(list(_synthetic_images(rng, labels, ds.n_classes)))
         content = {
             b"batch_label": title.encode(),
-            b"labels": labels.tolist(),
+            ds.labels_key: labels.tolist(),
             # Channel-planar rows, as in the official release.
             b"data": images.transpose(0, 3, 1, 2).reshape(len(labels), -1),
             b"filenames": [f"synthetic_{i}.png".encode() for i in range(len(labels))],
         }
+        if ds.superclasses:
+            content[b"coarse_labels"] = superclass_of[labels].tolist()
         # Bytes keys mimic the Python 2 pickles read with encoding="bytes".
         return pickle.dumps(content, protocol=4)
 
     # Shuffled labels: "original order" must not coincide with class order.
-    train = rng.permutation(np.repeat(np.arange(len(CLASSES)), n_per_class_train))
-    test = rng.permutation(np.repeat(np.arange(len(CLASSES)), n_per_class_test))
-    n_batches = len(OFFICIAL_TRAIN_BATCHES)
+    classes = np.arange(ds.n_classes)
+    train = rng.permutation(np.repeat(classes, n_per_class_train))
+    test = rng.permutation(np.repeat(classes, n_per_class_test))
+    n_batches = len(ds.train_members)
     blobs = {
         name: batch(labels, f"training batch {i + 1} of {n_batches}")
         for i, (name, labels) in enumerate(
-            zip(
-                OFFICIAL_TRAIN_BATCHES,
-                np.array_split(train, n_batches),
-                strict=True,
-            )
+            zip(ds.train_members, np.array_split(train, n_batches), strict=True)
         )
     }
-    blobs[OFFICIAL_TEST_BATCH] = batch(test, "testing batch 1 of 1")
-    meta = {
-        b"label_names": [c.encode() for c in CLASSES],
-        b"num_cases_per_batch": len(train) // n_batches,
-        b"num_vis": int(np.prod(IMAGE_SHAPE)),
-    }
-    blobs[OFFICIAL_META] = pickle.dumps(meta, protocol=4)
+    blobs[ds.test_member] = batch(test, "testing batch 1 of 1")
+    meta: dict[bytes, Any] = {ds.names_key: [c.encode() for c in ds.classes]}
+    if ds.superclasses:
+        meta[b"coarse_label_names"] = [c.encode() for c in ds.superclasses]
+    else:
+        meta[b"num_cases_per_batch"] = len(train) // n_batches
+        meta[b"num_vis"] = int(np.prod(IMAGE_SHAPE))
+    blobs[ds.meta_member] = pickle.dumps(meta, protocol=4)
 
-    files = [(f"{OFFICIAL_DIR}/{name}", data) for name, data in blobs.items()]
-    _write_tar_gz(path, [OFFICIAL_DIR], files)
+    files = [(f"{ds.official_dir}/{name}", data) for name, data in blobs.items()]
+    _write_tar_gz(path, [ds.official_dir], files)
     return _file_digest(path, "md5")
 
 
@@ -725,10 +822,14 @@ def prepare(
     md5: str | None,
     subset_train: int | None = None,
     subset_test: int | None = None,
+    dataset: str = "cifar10",
 ) -> None:
-    """Prepare from either source (``data.source`` in the config)."""
+    """Prepare ``dataset`` (``data.dataset``) from either source
+    (``data.source``; the JPEG archive holds CIFAR-10 only)."""
     subsets = {"subset_train": subset_train, "subset_test": subset_test}
     if source == "official":
-        prepare_from_official(archive, out, md5=md5, **subsets)
+        prepare_from_official(archive, out, md5=md5, dataset=dataset, **subsets)
+    elif dataset != "cifar10":
+        raise ValueError(f"the JPEG archive holds cifar10, not {dataset}")
     else:
         prepare_from_images(archive, out, sha256=sha256, **subsets)

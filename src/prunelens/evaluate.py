@@ -1,7 +1,7 @@
 """Inference: logits and representations over a split, and the predictions file.
 
 Predictions file (``results/predictions/.../seed{seed}.npz``): ``index``
-(int64), ``label`` (int64), ``pred`` (int64), ``logits`` (float32, N x 10) and
+(int64), ``label`` (int64), ``pred`` (int64), ``logits`` (float32, N x C, C classes) and
 ``rep`` (float32, N x 128, the encoder output before any head), in the
 prepared test split's order.
 """

@@ -11,7 +11,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import matplotlib
 import matplotlib.pyplot as plt
@@ -143,6 +143,58 @@ def fig_absent(pdf: PathLike, png: PathLike, *, title: str, text: str) -> None:
         save(fig, pdf, png)
 
 
+def _name(label: str) -> str:
+    return label.replace("_", " ")
+
+
+def class_colours(
+    classes: Sequence[str],
+    superclasses: Sequence[str] = (),
+    superclass_of: Sequence[int] = (),
+) -> tuple[np.ndarray, list[tuple[str, Any]], str]:
+    """Per class an RGB colour, the legend's (name, colour) entries and its
+    title. Up to 10 classes get a colour each; more (CIFAR-100) share their
+    superclass's (20 colours), or a colour map without legend entries."""
+    if len(classes) <= len(PALETTE):
+        colours = np.asarray(PALETTE)[: len(classes)]
+        return (
+            colours,
+            list(zip(classes, colours, strict=True)),
+            "modal predicted class",
+        )
+    if superclasses:
+        groups = np.asarray(sns.color_palette("tab20", len(superclasses)))
+        entries = [(_name(n), groups[i]) for i, n in enumerate(superclasses)]
+        return (
+            groups[np.asarray(superclass_of)],
+            entries,
+            "superclass of the modal predicted class",
+        )
+    colours = np.asarray(
+        plt.get_cmap("hsv")(np.linspace(0, 1, len(classes), endpoint=False))
+    )[:, :3]
+    return colours, [], "modal predicted class (hue)"
+
+
+def class_order(
+    classes: Sequence[str],
+    superclasses: Sequence[str] = (),
+    superclass_of: Sequence[int] = (),
+) -> tuple[np.ndarray, list[tuple[str, float, float]]]:
+    """Classes in plotting order and the (label, first, last) position span
+    of each superclass: superclass by superclass when there are any."""
+    if not superclasses:
+        return np.arange(len(classes)), []
+    of = np.asarray(superclass_of)
+    order = np.lexsort((np.arange(len(classes)), of))
+    spans = []
+    for g, name in enumerate(superclasses):
+        pos = np.flatnonzero(of[order] == g)
+        if len(pos):
+            spans.append((_name(name), float(pos[0]), float(pos[-1])))
+    return order, spans
+
+
 # ---------------------------------------------------------------- UMAP (1, 5)
 
 
@@ -156,12 +208,17 @@ def fig_umap(
     title: str,
     mark_pies: bool = True,
     point_size: float = 1.5,
+    superclasses: Sequence[str] = (),
+    superclass_of: Sequence[int] = (),
 ) -> None:
     """Grid of UMAP scatters coloured by modal prediction, filled row by row.
 
     A ``(cell, None)`` panel reads "not in grid"; a bare ``None`` leaves its
-    slot blank (Figure 5's dense row has only one panel per method).
+    slot blank (Figure 5's dense row has only one panel per method). With
+    more than 10 classes, colours are the ``superclasses``' (see
+    :func:`class_colours`).
     """
+    palette, entries, legend_title = class_colours(classes, superclasses, superclass_of)
     nrows = max(1, math.ceil(len(panels) / ncols))
     with _style():
         fig, axes = plt.subplots(
@@ -182,7 +239,7 @@ def fig_umap(
                 _placeholder(ax, "not in grid")
                 ax.set_title(cell.label)
                 continue
-            colors = np.asarray(PALETTE)[df["mode"].to_numpy(dtype=int)]
+            colors = palette[df["mode"].to_numpy(dtype=int)]
             pie = (
                 df["pie"].to_numpy(dtype=bool) if mark_pies else np.zeros(len(df), bool)
             )
@@ -213,8 +270,8 @@ def fig_umap(
             ax.set_xticks([])
             ax.set_yticks([])
         handles = [
-            Line2D([], [], ls="", marker="o", ms=7, color=PALETTE[i], label=name)
-            for i, name in enumerate(classes)
+            Line2D([], [], ls="", marker="o", ms=7, color=colour, label=name)
+            for name, colour in entries
         ]
         if any_pie:
             handles.append(
@@ -229,12 +286,16 @@ def fig_umap(
                     label="PIE",
                 )
             )
+        # Long superclass names: as many columns as fit the figure's width.
+        longest = max((len(h.get_label()) for h in handles), default=1)
+        fit = int(fig.get_figwidth() * 72 / (longest * 6 + 30))
         fig.legend(
             handles=handles,
             loc="outside lower center",
-            ncol=min(6, len(handles)),
-            title="modal predicted class",
+            ncol=max(1, min(6, len(handles), fit)),
+            title=legend_title,
             frameon=False,
+            fontsize="small" if len(handles) > 11 else None,
         )
         fig.suptitle(title, fontsize="x-large")
         save(fig, pdf, png)
@@ -349,23 +410,29 @@ def fig_pie_classes(
     title: str,
     names: tuple[str, str] = ("Sup", "SCL"),
     sharey: bool | Literal["row", "col"] = False,
+    superclasses: Sequence[str] = (),
+    superclass_of: Sequence[int] = (),
 ) -> None:
     """Grid of per-class stacked bars: shared PIEs (strong) + unique (light).
 
     Each panel is ``(title, counts, which)`` with ``counts`` from
     :func:`pie_class_counts`; ``which`` picks ``unique_a``/``unique_b`` and the
     colour; ``names`` are the methods behind ``a`` and ``b`` (for the legend).
+    With ``superclasses`` (CIFAR-100) the bars go superclass by superclass,
+    labelled by superclass and separated by thin lines.
     """
     nrows = len(rows)
     ncols = max(len(panels) for _, panels in rows)
     base = {"a": PALETTE[0], "b": PALETTE[1]}
+    order, spans = class_order(classes, superclasses, superclass_of)
     x = np.arange(len(classes))
+    wide = 1 + (len(classes) > 20)  # many bars: wider panels
     with _style():
         fig, axes = plt.subplots(
             nrows,
             ncols,
             # at least 4 columns wide, so the title and the legend always fit
-            figsize=(3.4 * max(ncols, 4), 2.5 * nrows + 1.6),
+            figsize=(3.4 * wide * max(ncols, 4 // wide), 2.5 * nrows + 1.6 + wide),
             layout="constrained",
             squeeze=False,
             sharey=sharey,
@@ -381,23 +448,34 @@ def fig_pie_classes(
                 if which not in base:
                     raise ValueError(f"which must be 'a' or 'b', not {which!r}")
                 used.add(which)
-                shared = counts["shared"].to_numpy()
+                shared = counts["shared"].to_numpy()[order]
                 ax.bar(x, shared, color=base[which], width=0.8)
                 ax.bar(
                     x,
-                    counts[f"unique_{which}"].to_numpy(),
+                    counts[f"unique_{which}"].to_numpy()[order],
                     bottom=shared,
                     color=_light(base[which]),
                     width=0.8,
                 )
                 ax.set_title(panel_title, fontsize="medium")
-                ax.set_xticks(x)
                 # Class names only where no panel sits below (sharex-like).
                 below = r + 1 < nrows and c < len(rows[r + 1][1])
-                if below:
-                    ax.set_xticklabels([])
+                if spans:
+                    for _, first, _last in spans[1:]:
+                        ax.axvline(first - 0.5, color="0.8", lw=0.6, zorder=0)
+                    ax.set_xticks([(a + b) / 2 for _, a, b in spans])
+                    ax.set_xlim(-0.6, len(classes) - 0.4)
+                    labels = [name for name, _, _ in spans]
+                    ax.set_xticklabels(
+                        [] if below else labels,
+                        rotation=60,
+                        ha="right",
+                        fontsize="x-small",
+                    )
                 else:
-                    ax.set_xticklabels(classes, rotation=55, ha="right")
+                    ax.set_xticks(x)
+                    names_ = [classes[i] for i in order]
+                    ax.set_xticklabels([] if below else names_, rotation=55, ha="right")
                 ax.grid(axis="x", visible=False)
                 ax.yaxis.set_major_locator(MaxNLocator(nbins=5, integer=True))
                 if c == 0:

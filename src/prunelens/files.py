@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import pandas as pd
 
-from prunelens.data import CLASSES, DataError
+from prunelens.data import DATASETS, DataError
 from prunelens.study import METHODS, SCHEDULES
 
 if TYPE_CHECKING:
@@ -57,7 +57,8 @@ __all__ = [
 ]
 
 PathLike = str | Path
-N_CLASSES = len(CLASSES)
+# Labels' bound when a reader is not told the data set's classes: the largest.
+MAX_CLASSES = max(d.n_classes for d in DATASETS.values())
 
 
 class FileContractError(DataError):
@@ -525,23 +526,30 @@ def load_predictions(
     path: PathLike,
     *,
     index: np.ndarray | None = None,
-    n_classes: int = N_CLASSES,
+    n_classes: int | None = None,
     arrays: Sequence[str] = PREDICTION_ARRAYS,
 ) -> Predictions:
     """A predictions ``.npz`` checked: int64 ``index``/``label``/``pred`` (N,),
-    float32 ``logits`` (N, ``n_classes``) and ``rep`` (N, D), labels and
-    predictions in 0..C-1, ``pred`` the argmax of ``logits``, and ``index``
-    the test split's (``index`` when given). ``arrays`` names what to read
-    besides ``index``, ``label`` and ``pred`` (every array must exist; a
+    float32 ``logits`` (N, C) and ``rep`` (N, D), labels and predictions in
+    0..C-1, ``pred`` the argmax of ``logits``, and ``index`` the test split's
+    (``index`` when given). C is ``n_classes``, or (None) the width of
+    ``logits``, then read whatever ``arrays`` says. ``arrays`` names what to
+    read besides ``index``, ``label`` and ``pred`` (every array must exist; a
     population's votes need not read 5 MB of representations per model)."""
     rule = "predict"
-    keys = [k for k in PREDICTION_ARRAYS[:3] + tuple(arrays) if k in PREDICTION_ARRAYS]
+    drop_logits = n_classes is None and "logits" not in arrays
+    arrays = tuple(arrays) + (("logits",) if drop_logits else ())
+    keys = [k for k in PREDICTION_ARRAYS[:3] + arrays if k in PREDICTION_ARRAYS]
     z = read_npz(path, list(dict.fromkeys(keys)), rule, PREDICTION_ARRAYS)
     p = _Problems(path, rule)
     n = len(z["index"]) if z["index"].ndim == 1 else None
     ok = p.array("index", z["index"], np.int64, (None,))
     for name in ("label", "pred"):
         ok &= p.array(name, z[name], np.int64, (n,))
+    if n_classes is None:
+        logits = z["logits"]
+        n_classes = logits.shape[1] if logits.ndim == 2 and logits.shape[1] else 0
+        ok &= p.check(n_classes > 0, f"logits is {logits.shape}, expected (N, C)")
     if "logits" in z:
         ok &= p.array("logits", z["logits"], np.float32, (n, n_classes))
     if "rep" in z:
@@ -556,6 +564,8 @@ def load_predictions(
                 "pred is not the argmax of logits",
             )
     p.raise_any()
+    if drop_logits:  # read for C only
+        del z["logits"]
     return Predictions(**z)
 
 
@@ -576,12 +586,13 @@ def load_pie(
     *,
     index: np.ndarray | None = None,
     n_examples: int | None = None,
-    n_classes: int = N_CLASSES,
+    n_classes: int | None = None,
 ) -> pd.DataFrame:
     """A PIE table: one row per test example (``index`` or ``n_examples``
     when the caller knows the split), labels and modes in 0..C-1, and
     ``pie`` exactly where the two modal labels differ."""
     rule = "vote_pies"
+    n_classes = n_classes or MAX_CLASSES  # not told: the largest data set's
     frame = _read_csv(path, PIE_COLUMNS, rule)
     p = _Problems(path, rule)
     _check_index(p, frame["index"].to_numpy(), index, n_examples)
@@ -648,12 +659,13 @@ def load_depth(
     path: PathLike,
     *,
     index: np.ndarray | None = None,
-    n_classes: int = N_CLASSES,
+    n_classes: int | None = None,
 ) -> dict[str, np.ndarray]:
     """One model's depth ``.npz``: int64 ``index``/``label``/``final_pred``/
     ``pd``/``pd_baldock`` (N,), int8 ``probe_preds`` (L, N) in 0..C-1,
     ``pd`` in 1..L and ``pd_baldock`` in 0..L."""
     rule = "probe_depth"
+    n_classes = n_classes or MAX_CLASSES  # not told: the largest data set's
     z = read_npz(path, DEPTH_ARRAYS, rule)
     p = _Problems(path, rule)
     n = len(z["index"]) if z["index"].ndim == 1 else None
@@ -689,11 +701,12 @@ EMBEDDING_COLUMNS = {
 POPULATION = ["method", "schedule", "sparsity"]
 
 
-def load_embeddings(path: PathLike, n_classes: int = N_CLASSES) -> pd.DataFrame:
+def load_embeddings(path: PathLike, n_classes: int | None = None) -> pd.DataFrame:
     """The UMAP table: known methods and schedules, finite ``x``/``y``,
     ``mode`` in 0..C-1, and the same increasing example ids for every
     population."""
     rule = "embed_umap"
+    n_classes = n_classes or MAX_CLASSES  # not told: the largest data set's
     frame = _read_csv(path, EMBEDDING_COLUMNS, rule)
     p = _Problems(path, rule)
     bad = sorted(set(frame["method"]) - set(METHODS))

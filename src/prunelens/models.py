@@ -279,9 +279,15 @@ class Classifier(nn.Module):
         return self.fc(rep), rep
 
 
-def build_classifier(arch: Mapping[str, Any], n_classes: int = 10) -> Classifier:
-    """``build_encoder(arch)`` plus a linear head of ``n_classes``."""
-    return Classifier(build_encoder(arch), n_classes)
+def build_classifier(
+    arch: Mapping[str, Any], n_classes: int | None = None
+) -> Classifier:
+    """``build_encoder(arch)`` plus a linear head of ``n_classes``: given, or
+    the ``n_classes`` a ``model.pt``'s ``arch`` carries (files without it: 10)."""
+    encoder = {k: v for k, v in arch.items() if k != "n_classes"}
+    if n_classes is None:
+        n_classes = int(arch.get("n_classes", 10))
+    return Classifier(build_encoder(encoder), n_classes)
 
 
 def count_parameters(module: nn.Module) -> int:

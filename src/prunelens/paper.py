@@ -13,7 +13,8 @@ from typing import Any
 
 import pandas as pd
 
-from prunelens.data import CLASSES, load_prepared
+from prunelens.data import load_prepared
+from prunelens.datasets import DATASETS
 from prunelens.figures import (
     Cell,
     fig_absent,
@@ -86,11 +87,13 @@ def fig1(
     pdf: PathLike,
     png: PathLike,
     columns: Sequence[tuple[str, str]] = FIGURE_COLUMNS,
+    dataset: str = "cifar10",
 ) -> None:
     """UMAP of each method (one row each): dense, then each of its
     ``columns`` schedules at ``sparsity`` (the paper: GMP and One-Shot)."""
     note_substitution("Figure 1", requested, sparsity)
-    emb = load_embeddings(embeddings)
+    ds = DATASETS[dataset]
+    emb = load_embeddings(embeddings, n_classes=ds.n_classes)
     rows = _per_method(methods, columns)
     ncols = 1 + max((len(v) for v in rows.values()), default=0)
     panels: list[Any] = []
@@ -100,10 +103,12 @@ def fig1(
         panels += [None] * (ncols - 1 - len(schedules))
     fig_umap(
         panels,
-        CLASSES,
+        ds.classes,
         pdf,
         png,
         ncols=ncols,
+        superclasses=ds.superclasses,
+        superclass_of=ds.superclass_of,
         title=f"Figure 1: representations of dense and {sparsity}%-sparse models "
         "(UMAP)",
     )
@@ -117,10 +122,12 @@ def fig5(
     png: PathLike,
     methods: Sequence[str] = ("sup", "scl"),
     columns: Sequence[tuple[str, str]] = FIGURE_COLUMNS,
+    dataset: str = "cifar10",
 ) -> None:
     """UMAP grid: the dense row (each method's dense model above its first
     column), then one row per sparsity, one column per (method, schedule)."""
-    emb = load_embeddings(embeddings)
+    ds = DATASETS[dataset]
+    emb = load_embeddings(embeddings, n_classes=ds.n_classes)
     panels: list[Any] = []
     for method, schedules in _per_method(methods, columns).items():
         panels.append(_umap_panel(emb, method, "dense", 0))
@@ -132,10 +139,12 @@ def fig5(
         panels += row + [None] * (ncols - len(row))
     fig_umap(
         panels,
-        CLASSES,
+        ds.classes,
         pdf,
         png,
         ncols=ncols,
+        superclasses=ds.superclasses,
+        superclass_of=ds.superclass_of,
         title="Figure 5: UMAP of representations across pruning methods and sparsities",
     )
 
@@ -187,18 +196,21 @@ def fig_pies_by_class(
     pdf: PathLike,
     png: PathLike,
     sharey: bool | str = False,
+    dataset: str = "cifar10",
 ) -> None:
     """Figures 4 and 7: PIEs per class, shared by Sup and SCL versus unique.
 
     ``pies`` maps ``<method>_<schedule>_s<sparsity>`` to PIE tables; each row
     of ``rows`` is (row label, [(method, schedule, sparsity), ...]). Shared
     means a PIE of both methods under the same schedule and sparsity.
+    CIFAR-100's classes are grouped by superclass.
     """
     if not any(panels for _, panels in rows):
         text = "no schedule and sparsity trained for both Sup and SCL"
         fig_absent(pdf, png, title=title, text=f"{title.split(':')[0]}: {text}")
         return
-    tables = {key: load_pie(path) for key, path in pies.items()}
+    ds = DATASETS[dataset]
+    tables = {key: load_pie(path, n_classes=ds.n_classes) for key, path in pies.items()}
     same_examples(
         [(pies[k], t["index"].to_numpy()) for k, t in tables.items()], rule="vote_pies"
     )
@@ -213,13 +225,22 @@ def fig_pies_by_class(
             drawn.append(
                 (
                     f"{name} / {label} {s}% (IoU {iou:.2f})",
-                    pie_class_counts(sup, scl),
+                    pie_class_counts(sup, scl, n_classes=ds.n_classes),
                     "a" if method == "sup" else "b",
                 )
             )
         if drawn:
             grid.append((row_label, drawn))
-    fig_pie_classes(grid, CLASSES, pdf, png, title=title, sharey=sharey)  # type: ignore[arg-type]
+    fig_pie_classes(
+        grid,  # type: ignore[arg-type]
+        ds.classes,
+        pdf,
+        png,
+        title=title,
+        sharey=sharey,  # type: ignore[arg-type]
+        superclasses=ds.superclasses,
+        superclass_of=ds.superclass_of,
+    )
 
 
 def fig_gallery_pies(
@@ -246,7 +267,7 @@ def fig_gallery_pies(
     groups = []
     for schedule, path in pies.items():
         name = SCHEDULE_LABELS[schedule]
-        pie = load_pie(path, index=test.index)
+        pie = load_pie(path, index=test.index, n_classes=test.n_classes)
         for wrong_dense, text in (
             (True, "dense wrong, sparse right"),
             (False, "dense right, sparse wrong"),
@@ -254,7 +275,9 @@ def fig_gallery_pies(
             rows = select_gallery(
                 pie, dense_wrong_sparse_right=wrong_dense, k=per_group
             )
-            images, captions = gallery_group(rows, test.images, test.index, CLASSES)
+            images, captions = gallery_group(
+                rows, test.images, test.index, test.classes
+            )
             groups.append((f"{name} {sparsity}%: {text}", images, captions))
     fig_gallery(
         groups,

@@ -89,14 +89,18 @@ def load_population(
 
 
 def modal_labels(
-    preds: np.ndarray, n_classes: int, tie_break: TieBreak = "smallest"
+    preds: np.ndarray, n_classes: int | None = None, tie_break: TieBreak = "smallest"
 ) -> tuple[np.ndarray, np.ndarray]:
     """Modal class per column of ``preds`` (M, N) and whether the vote tied.
 
     ``smallest``: the lowest tied class wins (the authors' bincount argmax);
-    ``largest``: the highest (Hooker et al.'s ``mode().max()``).
+    ``largest``: the highest (Hooker et al.'s ``mode().max()``). Any
+    ``n_classes`` above the largest prediction gives the same result; None
+    takes that one.
     """
     m, n = preds.shape
+    if n_classes is None:
+        n_classes = int(preds.max()) + 1 if preds.size else 1
     counts = np.zeros((n, n_classes), dtype=np.int64)
     np.add.at(counts, (np.broadcast_to(np.arange(n), (m, n)), preds), 1)
     top = counts.max(axis=1, keepdims=True)
@@ -113,7 +117,7 @@ def vote_pies(
     dense: Population,
     pruned: Population,
     *,
-    n_classes: int = 10,
+    n_classes: int | None = None,
     tie_break: TieBreak = "smallest",
 ) -> pd.DataFrame:
     """Columns ``index,label,dense_mode,pruned_mode,pie,tie`` (one row per example)."""
@@ -140,7 +144,7 @@ def _halves(n_models: int) -> int:
 
 
 def noise_floor(
-    dense: np.ndarray, *, n_classes: int = 10, tie_break: TieBreak = "smallest"
+    dense: np.ndarray, *, n_classes: int | None = None, tie_break: TieBreak = "smallest"
 ) -> int:
     """PIEs between the two halves of a dense population (M, N), by seed
     order: models [0, h) against [h, 2h), h = M // 2 (an odd last model is
@@ -155,7 +159,7 @@ def half_pie_count(
     dense: np.ndarray,
     pruned: np.ndarray,
     *,
-    n_classes: int = 10,
+    n_classes: int | None = None,
     tie_break: TieBreak = "smallest",
 ) -> int:
     """PIEs between the first dense half [0, h) and the pruned models of the

@@ -411,8 +411,12 @@ def table3(
 
     hooker = paper["table3"]["hooker2019_sup_gmp_pie"]
     ours_paper = paper["table1"]["sup_gmp"]
-    index = None if data is None else load_prepared(data, "test").index
-    tables = {s: load_pie(p, index=index) for s, p in sorted(pies.items())}
+    test = None if data is None else load_prepared(data, "test")
+    index, n_classes = (None, None) if test is None else (test.index, test.n_classes)
+    tables = {
+        s: load_pie(p, index=index, n_classes=n_classes)
+        for s, p in sorted(pies.items())
+    }
     _same_examples({pies[s]: t for s, t in tables.items()}, "vote_pies")
     rows = []
     for sparsity, votes in tables.items():

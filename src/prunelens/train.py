@@ -448,6 +448,11 @@ class _Job:
             Normalisation.from_dict(norm),
         )
 
+    @property
+    def n_classes(self) -> int:
+        """The data set's classes (its prepared file's class names)."""
+        return int(self.test.n_classes)
+
     def seeded(
         self, build: Callable[[int], nn.Module]
     ) -> tuple[list[Any], list[torch.Generator]]:
@@ -639,6 +644,7 @@ def train_supervised(
     """Sup training from scratch, dense (sparsity 0) or with GMP to ``sparsity``%."""
     _check_outputs(seeds, model_outs, metrics_outs)
     job = _Job.start(data, seeds, norm, settings)
+    arch = {**arch, "n_classes": job.n_classes}  # saved with the model
     models, gens = job.seeded(lambda _: build_classifier(arch))
     k = len(models)
     net = _stack_classifiers(models, job.settings.device)
@@ -767,6 +773,7 @@ def train_imp(
     schedule = imp_schedule([t / 100 for t in sparsities], fraction)
     ends = {t: rounds_to(schedule, t / 100) for t in sparsities}
     job = _Job.start(data, seeds, norm, settings)
+    arch = {**arch, "n_classes": job.n_classes}  # saved with the model
     models, gens = job.seeded(lambda _: build_classifier(arch))
     k = len(models)
     net = _stack_classifiers(models, job.settings.device)
@@ -1005,7 +1012,7 @@ def fit_linear_head(
         pre[seed] = load_encoder(by_seed[seed])
         enc = build_encoder(pre[seed]["arch"])  # draws, as a solo run did
         enc.load_state_dict(pre[seed]["state_dict"])
-        return Classifier(enc)
+        return Classifier(enc, job.n_classes)
 
     models, gens = job.seeded(build)
     k = len(models)
@@ -1057,6 +1064,6 @@ def fit_linear_head(
     ]
     return _finish_all(
         net, hists, job, model_outs, metrics_outs, resume, extras,
-        arch=pre[job.seeds[0]]["arch"], method=method, schedule=schedule,
-        sparsity=sparsity,
+        arch={**pre[job.seeds[0]]["arch"], "n_classes": job.n_classes},
+        method=method, schedule=schedule, sparsity=sparsity,
     )  # fmt: skip

@@ -16,6 +16,7 @@ from prunelens.config import (
     seed_blocks,
     seed_pattern_excluding,
 )
+from prunelens.datasets import DATASETS
 from prunelens.study import (
     FIGURE_SCHEDULES,
     GMP_SECTION,
@@ -152,7 +153,14 @@ def cells(method):
     return GRID.cells(method)
 
 
-# Sizes behind the resource requests (null subsets: all of CIFAR-10).
+# The data set (data.dataset): its prepared file, which every stage reads,
+# its official archive (source: official) and the values keyed by data set.
+DATASET = config["data"]["dataset"]
+PREPARED = f"results/data/{DATASET}.npz"
+OFFICIAL_ARCHIVE = f"results/data/{DATASETS[DATASET].archive}"
+NORM = {"mean": config["data"]["mean"][DATASET], "std": config["data"]["std"][DATASET]}
+
+# Sizes behind the resource requests (null subsets: all of the split).
 N_TRAIN = config["data"]["subset_train"] or SPLIT_SIZES["train"]
 N_TEST = config["data"]["subset_test"] or SPLIT_SIZES["test"]
 # A training job holds the uint8 training set and a few copies of batches.
@@ -176,7 +184,7 @@ def job_runtime(images, gpu_s, cpu_s, base=10):
 
 def cifar10_archive(wildcards):
     if config["data"]["source"] == "official":
-        return "results/data/cifar-10-python.tar.gz"
+        return OFFICIAL_ARCHIVE
     return config["data"]["images_archive"]
 
 

@@ -1,10 +1,11 @@
 # Data: the official archive (only when data.source is "official") and the
-# one prepared file every later stage reads.
+# one prepared file every later stage reads, of data.dataset (the rules keep
+# their CIFAR-10 names for both data sets).
 
 
 rule download_cifar10:
     output:
-        "results/data/cifar-10-python.tar.gz",
+        OFFICIAL_ARCHIVE,
     log:
         "results/logs/download_cifar10.log",
     localrule: True
@@ -15,8 +16,8 @@ rule download_cifar10:
         # happen inside the job, bounded by this; the rule has none.
         download_timeout=config["data"]["download_timeout"],
     params:
-        url=config["data"]["official_url"],
-        md5=config["data"]["official_md5"],
+        url=config["data"]["official_url"][DATASET],
+        md5=config["data"]["official_md5"][DATASET],
     script:
         "../scripts/download_cifar10.py"
 
@@ -25,7 +26,7 @@ rule prepare_cifar10:
     input:
         archive=cifar10_archive,
     output:
-        "results/data/cifar10.npz",
+        PREPARED,
     log:
         "results/logs/prepare_cifar10.log",
     conda:
@@ -42,11 +43,12 @@ rule prepare_cifar10:
             else None
         ),
         md5=(
-            config["data"]["official_md5"]
+            config["data"]["official_md5"][DATASET]
             if config["data"]["source"] == "official"
             else None
         ),
         subset_train=config["data"]["subset_train"],
         subset_test=config["data"]["subset_test"],
+        dataset=DATASET,
     script:
         "../scripts/prepare_cifar10.py"

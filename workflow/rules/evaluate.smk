@@ -5,7 +5,7 @@
 
 rule predict:
     input:
-        data="results/data/cifar10.npz",
+        data=PREPARED,
         models=expand(
             "results/models/{{method}}/{{schedule}}/s{{sparsity}}/seed{seed}/model.pt",
             seed=SEEDS,
@@ -26,14 +26,14 @@ rule predict:
             mem_mb=2000 + N_TEST // 10,
         ),
     params:
-        norm={"mean": config["data"]["mean"], "std": config["data"]["std"]},
+        norm=NORM,
     script:
         "../scripts/predict.py"
 
 
 rule probe_depth:
     input:
-        data="results/data/cifar10.npz",
+        data=PREPARED,
         models=expand(
             "results/models/{{method}}/{{schedule}}/s{{sparsity}}/seed{seed}/model.pt",
             seed=DEPTH_SEEDS,
@@ -63,7 +63,7 @@ rule probe_depth:
         k=config["analysis"]["depth"]["k"],
         probe_data=config["analysis"]["depth"]["probe_data"],
         augment=config["sup"]["augment"],
-        norm={"mean": config["data"]["mean"], "std": config["data"]["std"]},
+        norm=NORM,
         seeds=DEPTH_SEEDS,
     script:
         "../scripts/probe_depth.py"

@@ -61,7 +61,7 @@ rule claims:
 rule table3:
     input:
         list(table3_pies().values()),
-        data="results/data/cifar10.npz",  # the test split the PIE tables cover
+        data=PREPARED,  # the test split the PIE tables cover
     output:
         csv=report(
             "results/tables/table3.csv",
@@ -190,6 +190,7 @@ rule fig1:
     conda:
         "../../envs/prunelens.yaml"
     params:
+        dataset=DATASET,  # class names (CIFAR-100: by superclass)
         methods=config["methods"],
         columns=FIGURE_COLUMNS,
         sparsity=trained_sparsity(ANALYSIS["fig1_sparsity"]),
@@ -263,6 +264,7 @@ rule fig4:
     conda:
         "../../envs/prunelens.yaml"
     params:
+        dataset=DATASET,  # class names (CIFAR-100: by superclass)
         pies=pie_tables(["oneshot"]),
         rows=pie_class_rows(["oneshot"]),
         title="Figure 4: PIEs per class after One-Shot pruning (strong: shared by Sup and SCL)",
@@ -288,6 +290,7 @@ rule fig5:
     params:
         methods=config["methods"],
         columns=FIGURE_COLUMNS,
+        dataset=DATASET,  # class names (CIFAR-100: by superclass)
         sparsities=umap_sparsities(),
     script:
         "../scripts/fig5.py"
@@ -296,7 +299,7 @@ rule fig5:
 rule fig6:
     input:
         **gallery_pies(),
-        data="results/data/cifar10.npz",
+        data=PREPARED,
     output:
         pdf="results/figures/fig6.pdf",
         png=report(
@@ -333,6 +336,7 @@ rule fig7:
     conda:
         "../../envs/prunelens.yaml"
     params:
+        dataset=DATASET,  # class names (CIFAR-100: by superclass)
         pies=pie_tables(FIGURE_SCHEDULES),
         rows=pie_class_rows(FIGURE_SCHEDULES),
         title="Figure 7: PIEs per class and sparsity (strong: shared by Sup and SCL)",

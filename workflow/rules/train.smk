@@ -27,12 +27,11 @@ OS_METRICS = "results/models/{method}/{schedule}/s{sparsity}/seed{seed}/metrics.
 POST_TRAINING = "|".join(POST_TRAINING_SCHEDULES)
 IMP_MODEL = "results/models/sup/imp/s{sparsity}/seed{{seed}}/model.pt"
 IMP_METRICS = "results/models/sup/imp/s{sparsity}/seed{{seed}}/metrics.json"
-NORM = {"mean": config["data"]["mean"], "std": config["data"]["std"]}
 
 
 rule train_supervised:
     input:
-        data="results/data/cifar10.npz",
+        data=PREPARED,
     output:
         model=SUP_MODEL,
         metrics=SUP_METRICS,
@@ -66,7 +65,7 @@ for block in STACKED_BLOCKS:
         name:
             f"train_supervised_seeds{block[0]}_{block[-1]}"
         input:
-            data="results/data/cifar10.npz",
+            data=PREPARED,
         output:
             model=per_seed(SUP_MODEL, block),
             metrics=per_seed(SUP_METRICS, block),
@@ -98,7 +97,7 @@ for block in STACKED_BLOCKS:
 
 rule pretrain_supcon:
     input:
-        data="results/data/cifar10.npz",
+        data=PREPARED,
     output:
         encoder=ENCODER,
     log:
@@ -132,7 +131,7 @@ for block in STACKED_BLOCKS:
         name:
             f"pretrain_supcon_seeds{block[0]}_{block[-1]}"
         input:
-            data="results/data/cifar10.npz",
+            data=PREPARED,
         output:
             encoder=per_seed(ENCODER, block),
         log:
@@ -164,7 +163,7 @@ for block in STACKED_BLOCKS:
 
 rule fit_linear_head:
     input:
-        data="results/data/cifar10.npz",
+        data=PREPARED,
         encoder=ENCODER,
     output:
         model=SCL_MODEL,
@@ -200,7 +199,7 @@ for block in STACKED_BLOCKS:
         name:
             f"fit_linear_head_seeds{block[0]}_{block[-1]}"
         input:
-            data="results/data/cifar10.npz",
+            data=PREPARED,
             encoder=per_seed(ENCODER, block),
         output:
             model=per_seed(SCL_MODEL, block),
@@ -232,7 +231,7 @@ for block in STACKED_BLOCKS:
 
 rule prune_oneshot:
     input:
-        data="results/data/cifar10.npz",
+        data=PREPARED,
         dense=DENSE_MODEL,
     output:
         model=OS_MODEL,
@@ -268,7 +267,7 @@ for block in STACKED_BLOCKS:
         name:
             f"prune_oneshot_seeds{block[0]}_{block[-1]}"
         input:
-            data="results/data/cifar10.npz",
+            data=PREPARED,
             dense=per_seed(DENSE_MODEL, block),
         output:
             model=per_seed(OS_MODEL, block),
@@ -306,7 +305,7 @@ if IMP_SPARSITIES:
 
     rule train_imp:
         input:
-            data="results/data/cifar10.npz",
+            data=PREPARED,
         output:
             model=expand(IMP_MODEL, sparsity=IMP_SPARSITIES),
             metrics=expand(IMP_METRICS, sparsity=IMP_SPARSITIES),
@@ -339,7 +338,7 @@ if IMP_SPARSITIES:
             name:
                 f"train_imp_seeds{block[0]}_{block[-1]}"
             input:
-                data="results/data/cifar10.npz",
+                data=PREPARED,
             output:
                 model=[
                     p

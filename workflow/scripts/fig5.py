@@ -16,4 +16,5 @@ with log_to(snakemake.log[0], snakemake.output):
         columns=[tuple(c) for c in snakemake.params.columns],
         pdf=snakemake.output.pdf,
         png=snakemake.output.png,
+        dataset=snakemake.params.dataset,
     )

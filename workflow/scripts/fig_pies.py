@@ -16,4 +16,5 @@ with log_to(snakemake.log[0], snakemake.output):
         sharey=snakemake.params.sharey,
         pdf=snakemake.output.pdf,
         png=snakemake.output.png,
+        dataset=snakemake.params.dataset,
     )

@@ -1,4 +1,4 @@
-"""Rule prepare_cifar10: one .npz with both splits from either data source."""
+"""Rule prepare_cifar10: one .npz with both splits of data.dataset."""
 
 from typing import TYPE_CHECKING
 
@@ -17,4 +17,5 @@ with log_to(snakemake.log[0], snakemake.output):
         md5=snakemake.params.md5,
         subset_train=snakemake.params.subset_train,
         subset_test=snakemake.params.subset_test,
+        dataset=snakemake.params.dataset,
     )
