@@ -459,8 +459,8 @@ def test_imp_reaches_each_target_exactly_and_writes_the_usual_files(straight):
     zero_sets = []
     for t, rounds in zip(TARGETS, [1, 3], strict=True):
         model, meta = load_model(out / f"s{t}" / "seed4" / "model.pt")
-        assert meta == {"arch": {**ARCH, "n_classes": 10}, "method": "sup", "schedule": "imp",
-                        "sparsity": t, "seed": 4}  # fmt: skip
+        assert meta == {"arch": {**ARCH, "n_classes": 10}, "method": "sup",
+                        "schedule": "imp", "sparsity": t, "seed": 4}  # fmt: skip
         total = sum(m.weight.numel() for m in model.modules()
                     if isinstance(m, nn.Conv2d | nn.Linear))  # fmt: skip
         assert measured_sparsity(model) == round(t / 100 * total) / total
