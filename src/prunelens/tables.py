@@ -201,14 +201,13 @@ def table1(
                 )
         elif schedule != "dense":
             n_ex = models.preds.shape[1]
+            dense = data[pop_key(method, "dense", 0)]
             votes = vote_pies(
-                Population(
-                    np.arange(n_ex),
-                    np.zeros(n_ex),
-                    data[pop_key(method, "dense", 0)].preds,
-                ),
+                Population(np.arange(n_ex), np.zeros(n_ex), dense.preds),
                 Population(np.arange(n_ex), np.zeros(n_ex), models.preds),
-                n_classes=models.n_classes,
+                # each population infers C from its own predictions: the vote
+                # needs one that covers both
+                n_classes=max(dense.n_classes, models.n_classes),
                 tie_break=tie_break,
             )
             pie, ties = int(votes["pie"].sum()), int(votes["tie"].sum())
