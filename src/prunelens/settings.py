@@ -19,7 +19,7 @@ log = logging.getLogger("prunelens.settings")
 
 PRECISIONS = ("fp32", "bf16")
 
-__all__ = ["PRECISIONS", "JobSettings"]
+__all__ = ["PRECISIONS", "JobSettings", "job_settings"]
 
 
 def _compile_available(device: str) -> bool:
@@ -80,3 +80,16 @@ class JobSettings:
         if isinstance(value, JobSettings):
             return value
         return cls.create(**dict(value or {}))
+
+
+def job_settings(job: Any) -> dict[str, Any]:
+    """The plain settings of a Snakemake job (``snakemake`` in a rule's
+    script): its untracked resources, threads and its ``precision`` param,
+    for :meth:`JobSettings.of`."""
+    return {
+        "device": job.resources.device,
+        "threads": job.threads,
+        "precision": job.params.precision,
+        "compile": job.resources.compile,
+        "eval_batch_size": job.resources.eval_batch_size,
+    }

@@ -4,6 +4,7 @@
 from typing import TYPE_CHECKING
 
 from prunelens.runtime import as_paths, log_to
+from prunelens.settings import job_settings
 from prunelens.train import oneshot_finetune
 
 if TYPE_CHECKING:
@@ -23,11 +24,5 @@ with log_to(snakemake.log[0], snakemake.output):
         sparsity=int(snakemake.wildcards.sparsity),
         pruner=snakemake.wildcards.schedule,
         pruner_options=snakemake.params.pruner,
-        settings={
-            "device": snakemake.resources.device,
-            "threads": snakemake.threads,
-            "precision": snakemake.params.precision,
-            "compile": snakemake.resources.compile,
-            "eval_batch_size": snakemake.resources.eval_batch_size,
-        },
+        settings=job_settings(snakemake),
     )

@@ -3,6 +3,7 @@
 from typing import TYPE_CHECKING
 
 from prunelens.runtime import as_paths, log_to
+from prunelens.settings import job_settings
 from prunelens.train import train_imp
 
 if TYPE_CHECKING:
@@ -24,11 +25,5 @@ with log_to(snakemake.log[0], snakemake.output):
         hp=snakemake.params.hp,
         norm=snakemake.params.norm,
         imp=snakemake.params.imp,
-        settings={
-            "device": snakemake.resources.device,
-            "threads": snakemake.threads,
-            "precision": snakemake.params.precision,
-            "compile": snakemake.resources.compile,
-            "eval_batch_size": snakemake.resources.eval_batch_size,
-        },
+        settings=job_settings(snakemake),
     )

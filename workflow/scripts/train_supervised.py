@@ -3,6 +3,7 @@
 from typing import TYPE_CHECKING
 
 from prunelens.runtime import as_paths, log_to
+from prunelens.settings import job_settings
 from prunelens.train import train_supervised
 
 if TYPE_CHECKING:
@@ -20,11 +21,5 @@ with log_to(snakemake.log[0], snakemake.output):
         gmp=snakemake.params.gmp,
         sparsity=int(snakemake.wildcards.sparsity),
         schedule=snakemake.wildcards.schedule,
-        settings={
-            "device": snakemake.resources.device,
-            "threads": snakemake.threads,
-            "precision": snakemake.params.precision,
-            "compile": snakemake.resources.compile,
-            "eval_batch_size": snakemake.resources.eval_batch_size,
-        },
+        settings=job_settings(snakemake),
     )
