@@ -1,10 +1,15 @@
 from __future__ import annotations
 
+import contextlib
 import copy
+import functools
+import http.server
 import os
 import re
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +40,31 @@ def paper_config() -> dict[str, Any]:
     # relative to the repo, as when Snakemake runs from its root
     cfg["data"]["images_archive"] = str(REPO / cfg["data"]["images_archive"])
     return cfg
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    """Serves a directory without logging each request."""
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass  # keep pytest output clean
+
+
+@contextlib.contextmanager
+def serve(
+    directory: Path, handler: type[http.server.BaseHTTPRequestHandler] = QuietHandler
+) -> Iterator[str]:
+    """An HTTP server for ``directory`` on 127.0.0.1 (a free port) in a
+    thread: its base URL, e.g. ``http://127.0.0.1:41234``."""
+    bound = functools.partial(handler, directory=str(directory))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), bound)
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=5)
 
 
 def run_snakemake(

@@ -3,18 +3,16 @@ layout, served on 127.0.0.1, downloaded, prepared and loaded; its faults."""
 
 from __future__ import annotations
 
-import functools
-import http.server
 import io
 import pickle
 import tarfile
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import serve
 
 from prunelens import data
 from prunelens.data import (
@@ -89,20 +87,8 @@ def _edited(src: Path, dst: Path, member: str, edit) -> Path:  # type: ignore[no
 
 @pytest.fixture
 def server(archive: tuple[Path, str]) -> Iterator[str]:
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    handler = functools.partial(Quiet, directory=str(archive[0].parent))
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=5)
+    with serve(archive[0].parent) as url:
+        yield url
 
 
 def _one_line(exc: pytest.ExceptionInfo[BaseException], path: Path) -> str:

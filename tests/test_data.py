@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import gzip
 import hashlib
-import http.server
 import io
 import pickle
 import socket
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import QuietHandler, serve
 from PIL import Image
 
 from prunelens import data
@@ -467,7 +467,7 @@ def test_real_archive_checksum() -> None:
 # -------------------------------------------------------------------- download
 
 
-class _Handler(http.server.SimpleHTTPRequestHandler):
+class _Handler(QuietHandler):
     """Serves a directory; /flaky/<file> fails with 503 on its first request."""
 
     requests: list[str]
@@ -481,28 +481,15 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
             self.path = self.path.removeprefix("/flaky")
         super().do_GET()
 
-    def log_message(self, format: str, *args: object) -> None:
-        pass  # keep pytest output clean
-
 
 @pytest.fixture
 def server(
     official_archive: tuple[Path, str],
 ) -> Iterator[tuple[str, list[str]]]:
     requests: list[str] = []
-    handler = functools.partial(
-        type("Handler", (_Handler,), {"requests": requests}),
-        directory=str(official_archive[0].parent),
-    )
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}", requests
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=5)
+    handler = type("Handler", (_Handler,), {"requests": requests})
+    with serve(official_archive[0].parent, handler) as url:
+        yield url, requests
 
 
 def test_download_and_prepare(

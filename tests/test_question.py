@@ -4,17 +4,14 @@ non-default combination (SimCLR + Random + ResNet-18 + CIFAR-100 served on
 
 from __future__ import annotations
 
-import functools
-import http.server
 import json
-import threading
 from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import REPO, job_counts, run_snakemake
+from conftest import REPO, job_counts, run_snakemake, serve
 
 from prunelens.data import make_synthetic_official_archive
 
@@ -52,21 +49,8 @@ def server(tmp_path) -> Iterator[tuple[str, str]]:
     md5 = make_synthetic_official_archive(
         archive, n_per_class_train=2, n_per_class_test=1, dataset="cifar100"
     )
-
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    handler = functools.partial(Quiet, directory=str(root))
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}/{archive.name}", md5
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=5)
+    with serve(root) as url:
+        yield f"{url}/{archive.name}", md5
 
 
 def test_simclr_random_resnet18_cifar100_runs_to_all(tmp_path, server):
