@@ -54,7 +54,7 @@ from prunelens.pruning import (
     measured_sparsity,
     prune_targets,
 )
-from prunelens.runtime import atomic_path, write_json
+from prunelens.runtime import atomic_path, versions, write_json
 from prunelens.settings import JobSettings
 from prunelens.stacked import (
     StackedClassifier,
@@ -565,6 +565,7 @@ def finish_training(
         "train_images_per_s": hist.images_seen / max(hist.wall_time_s, 1e-9),
         "device": s.device,
         "torch": torch.__version__,
+        "versions": versions(),
         "history": hist.epochs,
         **(extra or {}),
     }
@@ -970,6 +971,7 @@ def pretrain_supcon(
             "image_views_per_s": 2 * hist.images_seen / max(hist.wall_time_s, 1e-9),
             "sparsity_measured": measured_sparsity(single.encoder),
             "projection_head_sparsity": head_sp,
+            "versions": versions(),
         }
         with atomic_path(out) as tmp:
             torch.save(state, tmp)
