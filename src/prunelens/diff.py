@@ -75,6 +75,8 @@ def results_folder(path: str | Path) -> Path:
     p = Path(path)
     if (p / "results").is_dir():
         p = p / "results"
+    if not p.exists():
+        raise NotAResultsFolder(f"{path}: no such folder")
     if not p.is_dir():
         raise NotAResultsFolder(f"{path}: not a folder")
     if not any((p / m).exists() for m in MARKS):
@@ -422,7 +424,8 @@ def summary(c: Comparison) -> str:
         missing = [s for s, v in (("A", c.config_a), ("B", c.config_b)) if v is None]
         parts.append(f"config not recorded in {' and '.join(missing)}")
     else:
-        parts.append(f"{len(cfg)} config value{'s' if len(cfg) != 1 else ''} differ")
+        n = len(cfg)
+        parts.append(f"{n} config value{' differs' if n == 1 else 's differ'}")
     differ = c.versions_differ
     parts.append(
         "package versions differ: " + ", ".join(differ)
@@ -502,7 +505,7 @@ def render(c: Comparison) -> str:
                 _side(r, "a", _acc_text),
                 _side(r, "b", _acc_text),
                 delta(_get(r, "a", "acc_mean"), _get(r, "b", "acc_mean")),
-                ", ".join(r["changed"]) if r["changed"] else "",
+                _changed(r),
             ]
             for r in c.table1
         ]
@@ -574,6 +577,13 @@ def render(c: Comparison) -> str:
         for p in c.pies:
             out += [f"{p.cell}: {m}" for m in (p.problem_a, p.problem_b) if m]
     return "\n".join(out).rstrip("\n") + "\n"
+
+
+def _changed(row: Mapping[str, Any]) -> str:
+    """The columns that differ, or which side alone has the row."""
+    if row["a"] is ABSENT or row["b"] is ABSENT:
+        return "only in " + ("B" if row["a"] is ABSENT else "A")
+    return ", ".join(row["changed"])
 
 
 def _absent_lines(c: Comparison, name: str, path: str) -> list[str]:
