@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from conftest import REPO, metrics_json, run_snakemake
+from conftest import REPO, job_counts, metrics_json, run_snakemake
 
 from prunelens import cli, diff
 from prunelens.config import record_config
@@ -265,8 +265,10 @@ def two_runs(tiny_run, tmp_path_factory):
     change.write_text(yaml.safe_dump(CHANGE))
     proc = run_snakemake(b, "-c2", "all", configfiles=[*files, change])
     assert proc.returncode == 0, proc.stderr[-5000:]
-    assert "prune_oneshot" in proc.stderr
-    assert "train_supervised" not in proc.stderr  # nothing else retrained
+    trained = {"train_supervised", "pretrain_supcon", "fit_linear_head"}
+    counts = job_counts(proc.stderr)
+    assert counts["prune_oneshot"] == 4, counts  # Sup and SCL, seeds 0 and 1
+    assert not trained & set(counts), counts  # nothing else retrained
     return work / "results", b / "results"
 
 
