@@ -16,6 +16,7 @@ from conftest import REPO, job_counts, metrics_json, run_snakemake
 
 from prunelens import cli, diff
 from prunelens.config import record_config
+from prunelens.data import make_synthetic_images_archive
 from prunelens.runtime import versions
 
 T1_HEADER = (
@@ -245,6 +246,32 @@ def test_versions_names_python_the_packages_and_prunelens():
     assert v["torchvision"] == torchvision.__version__
     assert v["numpy"] == numpy.__version__
     assert v["prunelens"] == prunelens.__version__
+
+
+def test_the_config_record_reads_back_as_the_config(tmp_path):
+    cfg = {"scale": "quick", "seeds": [0, 1], "sup": {"lr": 1e-3, "x": None}}
+    record_config(tmp_path / "results/config.yaml", cfg)
+    text = (tmp_path / "results/config.yaml").read_text()
+    assert text.startswith("# The config of the last run that ran jobs here")
+    assert yaml.safe_load(text) == cfg
+    assert list(tmp_path.joinpath("results").iterdir()) == [
+        tmp_path / "results/config.yaml"
+    ]  # no temporary file left
+
+
+@pytest.mark.slow
+def test_a_dry_run_records_no_config(tmp_path):
+    make_synthetic_images_archive(
+        tmp_path / "a.tar.gz", n_train_per_class=2, n_test_per_class=1
+    )
+    overlay = tmp_path / "o.yaml"
+    data = {"images_archive": str(tmp_path / "a.tar.gz"), "images_sha256": None}
+    overlay.write_text(yaml.safe_dump({"data": data}))
+    proc = run_snakemake(
+        tmp_path, "-n", "all", configfiles=[REPO / "config.yaml", overlay]
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert not (tmp_path / "results").exists()
 
 
 # ------------------------------------------------ two tiny runs, one change
