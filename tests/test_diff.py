@@ -174,6 +174,7 @@ def test_markdown_cells_escape_pipes_and_stay_on_one_line():
 def test_missing_pieces_are_said_not_crashed_on(two_folders, capsys):
     a, b = two_folders
     (b / "results/tables/claims.csv").unlink()
+    (a / "results/tables/table1.csv").write_text("cell,x\n1,2\n")
     (b / "results/config.yaml").unlink()
     (b / "results/pie/sup/gmp/s50.csv").write_text("index,label\n0,0\n")
     assert diff.main([str(a), str(b)]) == 0
@@ -182,6 +183,11 @@ def test_missing_pieces_are_said_not_crashed_on(two_folders, capsys):
     assert "B has no `config.yaml`" in out
     assert "Configs not compared." in out
     assert "B has no `tables/claims.csv`." in out
+    assert (
+        "A's `tables/table1.csv` is unreadable (no column method, schedule, "
+        "sparsity).\n" in out
+    )
+    assert "| sup/gmp/s50 | only in B | 12 [9, 15] |" in out
     # every claim of A is only in A, so none has B's verdict
     assert "| C4 | sup/oneshot/s50 vs sup/gmp/s50 | holds | only in A |" in out
     assert "| sup/gmp/s50 | 3 | unreadable | – | – |  |  |" in out

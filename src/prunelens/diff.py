@@ -24,6 +24,8 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from prunelens.runtime import VERSIONED
+
 __all__ = [
     "ABSENT",
     "Comparison",
@@ -157,16 +159,29 @@ def model_versions(results: Path) -> tuple[dict[str, Counter[str]], int]:
 
 
 def _package_order(name: str) -> tuple[int, str]:
-    order = ("python", "torch", "torchvision", "numpy", "prunelens")
+    order = ("python", *VERSIONED, "prunelens")  # as runtime.versions() has them
     return (order.index(name), "") if name in order else (len(order), name)
 
 
 # ------------------------------------------------------------------ tables
 
 
-def _read_csv(results: Path, name: str) -> pd.DataFrame | None:
+def _read_table(
+    results: Path, name: str, key: Sequence[str]
+) -> tuple[pd.DataFrame | None, str]:
+    """A table and, when it cannot be compared, why: ``"absent"`` or a
+    one-line reason (not CSV, no ``key`` columns)."""
     path = results / name
-    return pd.read_csv(path) if path.is_file() else None
+    if not path.is_file():
+        return None, "absent"
+    try:
+        frame = pd.read_csv(path)
+    except (ValueError, UnicodeDecodeError) as err:  # pandas' parser errors
+        return None, f"unreadable ({' '.join(str(err).split())})"
+    lacking = [c for c in key if c not in frame.columns]
+    if lacking:
+        return None, f"unreadable (no column {', '.join(lacking)})"
+    return frame, ""
 
 
 def _same(x: Any, y: Any) -> bool:
@@ -288,7 +303,8 @@ class Comparison:
     table1: list[dict[str, Any]] | None
     claims: list[dict[str, Any]] | None
     pies: list[PieCell] = field(default_factory=list)
-    absent: dict[str, list[str]] = field(default_factory=dict)
+    # per table, per side ("A", "B") that cannot be compared: why
+    absent: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @property
     def config(self) -> list[tuple] | None:
@@ -312,13 +328,13 @@ def compare(a: str | Path, b: str | Path) -> Comparison:
     va, na = model_versions(ra)
     vb, nb = model_versions(rb)
     tables = {}
-    absent: dict[str, list[str]] = {}
+    absent: dict[str, dict[str, str]] = {}
     for name, path, key, values in (
         ("table1", TABLE1, TABLE1_KEY, TABLE1_VALUES),
         ("claims", CLAIMS, CLAIMS_KEY, CLAIMS_VALUES),
     ):
-        fa, fb = _read_csv(ra, path), _read_csv(rb, path)
-        absent[name] = [s for s, f in (("A", fa), ("B", fb)) if f is None]
+        (fa, why_a), (fb, why_b) = (_read_table(r, path, key) for r in (ra, rb))
+        absent[name] = {s: w for s, w in (("A", why_a), ("B", why_b)) if w}
         both_absent = fa is None and fb is None
         tables[name] = None if both_absent else side_by_side(fa, fb, key, values)
     return Comparison(
@@ -587,10 +603,14 @@ def _changed(row: Mapping[str, Any]) -> str:
 
 
 def _absent_lines(c: Comparison, name: str, path: str) -> list[str]:
-    sides = c.absent.get(name, [])
-    if len(sides) == 2:
+    why = c.absent.get(name, {})
+    if list(why.values()) == ["absent", "absent"]:
         return [f"Neither has `{path}`.", ""]
-    return [f"{s} has no `{path}`." for s in sides] + ([""] if sides else [])
+    lines = [
+        f"{s} has no `{path}`." if w == "absent" else f"{s}'s `{path}` is {w}."
+        for s, w in why.items()
+    ]
+    return lines + ([""] if lines else [])
 
 
 def _pie_side(pies: frozenset[int] | None, problem: str, other: str) -> str:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "VERSIONED",
     "DiskFullError",
     "as_paths",
     "atomic_path",
