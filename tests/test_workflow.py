@@ -127,7 +127,7 @@ def test_the_sparsity_table_counts_every_tensor_of_every_cell(tiny_run):
     )
     assert flag in md
     assert "**Sup / One-Shot / 50 % (2 models)**" in md
-    assert "no per-tensor target (global pruning, or none)" in md
+    assert "No per-tensor target (global pruning, or none)" in md
     assert f"| {sp['tensor'].iloc[0]} | {sp['numel'].iloc[0]} |" in md
     assert flag in (tables / "claims.md").read_text()
     assert "<table" in (tables / "sparsity.html").read_text()
@@ -198,6 +198,7 @@ def test_report_is_one_html_file(tiny_run):
     assert "Figure 7" in html
     # the front page opens with the claims, verdicts coloured
     assert "Which claims hold" in html
+    assert "Per-tensor sparsity" in html  # sparsity.html and its caption
     assert "too few models" in html
 
 

@@ -941,7 +941,9 @@ def pretrain_supcon(
     "simclr" (SimCLR: NT-Xent, labels unused; ``hp`` has no base_temperature).
     GMP, when ``sparsity`` > 0, prunes the encoder's convolutions only; the
     projection head is never pruned and is dropped after this stage.
-    Writes each encoder (masks permanent) with its training history.
+    Writes each encoder (masks permanent) with its training history and the
+    per-tensor sparsity of the encoder and projection head (``layers``,
+    ``projection_head_layers``).
     """
     loss = _contrastive(objective, hp)  # an unknown objective fails first
     _check_outputs(seeds, encoder_outs)
