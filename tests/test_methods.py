@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import torch
+from conftest import assert_layers_match
 from torch import nn
 
 import prunelens.train as train_mod
@@ -367,8 +368,10 @@ def test_the_finetune_stage_prunes_with_the_named_method(prepared, dense, tmp_pa
     total = sum(getattr(m, n).numel() for m, n in prune_targets(model))
     zeros = sum(int((getattr(m, n) == 0).sum()) for m, n in prune_targets(model))
     assert zeros == round(0.9 * total)  # masks kept through the fine-tune
+    assert_layers_match(metrics["layers"], tmp_path / "random" / "model.pt")
+    assert {r["target"] for r in metrics["layers"]} == {None}  # global count
 
-    _finetune(
+    metrics = _finetune(
         prepared, dense, tmp_path / "layer", pruner_options={"scope": "layerwise"}
     )
     model, meta = load_model(tmp_path / "layer" / "model.pt")
@@ -376,6 +379,11 @@ def test_the_finetune_stage_prunes_with_the_named_method(prepared, dense, tmp_pa
     for m, n in prune_targets(model):
         w = getattr(m, n)
         assert int((w == 0).sum()) == round(0.9 * w.numel()), n
+    # each tensor's target is the sparsity, hit up to one entry's rounding
+    assert_layers_match(metrics["layers"], tmp_path / "layer" / "model.pt")
+    for r in metrics["layers"]:
+        assert r["target"] == 0.9
+        assert r["measured"] == round(0.9 * r["numel"]) / r["numel"], r["tensor"]
 
 
 def test_the_method_and_its_options_are_in_the_resume_fingerprint(
@@ -478,6 +486,12 @@ def test_imp_reaches_each_target_exactly_and_writes_the_usual_files(straight):
         assert metrics["imp_round"] == rounds
         assert metrics["imp_rewind_epoch"] == 1
         assert metrics["imp_fraction"] == 0.5
+        # global over the weights: no per-tensor target; biases never pruned
+        assert_layers_match(metrics["layers"], out / f"s{t}" / "seed4" / "model.pt")
+        assert {r["target"] for r in metrics["layers"]} == {None}
+        assert [r["measured"] for r in metrics["layers"] if "bias" in r["tensor"]] == [
+            0.0
+        ]
         assert metrics["epochs"] == 2 + rounds  # all rounds up to this one
         assert metrics["steps"] == 5 * (2 + rounds)  # 320 images, batch 64
         assert [(r["round"], r["epoch"]) for r in metrics["history"]] == [

@@ -172,6 +172,7 @@ def test_the_new_schedules_dry_run_to_all(tmp_path):
         "table5": 1,
         "table6": 1,
         "pie_overlap": 1,
+        "sparsity_table": 1,
         **{f"fig{n}": 1 for n in range(1, 8)},
     }, out
     # random cells reuse prune_oneshot: its own paths, a pruner without options

@@ -50,9 +50,11 @@ from prunelens.pruning import (
     GMP,
     GMPSchedule,
     install_masks,
+    layer_sparsity,
     make_permanent,
     measured_sparsity,
     prune_targets,
+    tensor_names,
 )
 from prunelens.runtime import atomic_path, versions, write_json
 from prunelens.settings import JobSettings
@@ -511,6 +513,17 @@ def _sparsity(net: nn.Module, k: int) -> Callable[[], list[float]]:
     return lambda: stacked_sparsity(net, k)
 
 
+def _gmp_targets(
+    sched: GMPSchedule | None, part: nn.Module, prefix: str = "", **which: bool
+) -> dict[str, float]:
+    """Per-tensor targets (``layer_sparsity``) of GMP on ``part``'s tensors
+    (named ``prefix`` + name): layer-wise GMP takes each to the final
+    sparsity; global GMP sets only the total, so no tensor has one."""
+    if sched is None or sched.scope != "layerwise":
+        return {}
+    return {prefix + n: sched.final for n in tensor_names(part, **which)}
+
+
 def _gmp(
     sched: GMPSchedule | None, part: nn.Module, k: int, **which: bool
 ) -> GMP | None:
@@ -534,9 +547,12 @@ def finish_training(
     sparsity: int,
     seed: int,
     extra: Mapping[str, Any] | None = None,
+    layer_targets: Mapping[str, float] | None = None,
 ) -> dict[str, Any]:
     """Test one trained classifier (masks permanent), write ``model.pt`` and
-    ``metrics.json`` (the file contract of docs/data-format.md)."""
+    ``metrics.json`` (the file contract of docs/data-format.md);
+    ``layer_targets``: the per-tensor targets of its pruning, by tensor name
+    (:func:`prunelens.pruning.layer_sparsity`)."""
     from prunelens.evaluate import accuracy, predict
 
     meta = {
@@ -559,6 +575,7 @@ def finish_training(
         **meta,
         "test_acc": accuracy(logits, job.test.labels),
         "sparsity_measured": measured_sparsity(model),
+        "layers": layer_sparsity(model, layer_targets),
         "epochs": len(hist.epochs),
         "steps": hist.step,
         "wall_time_s": hist.wall_time_s,
@@ -650,6 +667,7 @@ def train_supervised(
     k = len(models)
     net = _stack_classifiers(models, job.settings.device)
     cfg = SGDConfig.from_dict(hp)
+    sched = gmp_schedule(sparsity, gmp)
     run = Run(
         net,
         list(net.parameters()),
@@ -657,7 +675,7 @@ def train_supervised(
         _ce,
         cfg.lr_at,
         _sparsity(net, k),
-        _gmp(gmp_schedule(sparsity, gmp), net, k),
+        _gmp(sched, net, k),
     )
     resume = resume_path(model_outs[0])
     key = job.key(
@@ -671,6 +689,7 @@ def train_supervised(
     return _finish_all(
         net, hists, job, model_outs, metrics_outs, resume,
         arch=arch, method="sup", schedule=schedule, sparsity=sparsity,
+        layer_targets=_gmp_targets(sched, models[0]),
     )  # fmt: skip
 
 
@@ -722,9 +741,15 @@ def oneshot_finetune(
         settings=job.settings, resume=resume, key=key,
         desc=job.desc(f"{method}-{pruner}", pruner, sparsity),
     )  # fmt: skip
+    # a per-tensor method takes each tensor to the sparsity; a global one
+    # only the total
+    layer_targets = dict.fromkeys(
+        tensor_names(loaded[0][0]) if method_.per_tensor else [], sparsity / 100
+    )
     return _finish_all(
         net, hists, job, model_outs, metrics_outs, resume,
         arch=loaded[0][1]["arch"], method=method, schedule=pruner, sparsity=sparsity,
+        layer_targets=layer_targets,
     )  # fmt: skip
 
 
@@ -917,7 +942,9 @@ def pretrain_supcon(
     "simclr" (SimCLR: NT-Xent, labels unused; ``hp`` has no base_temperature).
     GMP, when ``sparsity`` > 0, prunes the encoder's convolutions only; the
     projection head is never pruned and is dropped after this stage.
-    Writes each encoder (masks permanent) with its training history.
+    Writes each encoder (masks permanent) with its training history and the
+    per-tensor sparsity of the encoder and projection head (``layers``,
+    ``projection_head_layers``).
     """
     loss = _contrastive(objective, hp)  # an unknown objective fails first
     _check_outputs(seeds, encoder_outs)
@@ -927,6 +954,7 @@ def pretrain_supcon(
     net = nets[0] if k == 1 else StackedSupConNetwork.from_models(nets)
     net = net.to(job.settings.device, memory_format=torch.channels_last)
     cfg = SGDConfig.from_dict(hp)
+    sched = gmp_schedule(sparsity, gmp)
     eta_min = hp["lr"] * hp["eta_min_factor"]
     run = Run(
         net,
@@ -935,7 +963,7 @@ def pretrain_supcon(
         loss,
         lambda e: cosine_lr(cfg.lr, eta_min, cfg.epochs, e),
         _sparsity(net.encoder, k),
-        _gmp(gmp_schedule(sparsity, gmp), net.encoder, k, linears=False),
+        _gmp(sched, net.encoder, k, linears=False),
     )
     resume = resume_path(encoder_outs[0])
     stage = f"{_METHOD_OF[objective]}-pretrain"
@@ -950,6 +978,7 @@ def pretrain_supcon(
     )  # fmt: skip
     make_permanent(net)
     head_sparsity = _sparsity(net.head, k)()
+    encoder_targets = _gmp_targets(sched, nets[0].encoder, linears=False)
     singles = [net] if k == 1 else net.unstack()
     states = []
     for single, seed, hist, out, head_sp in zip(
@@ -971,6 +1000,8 @@ def pretrain_supcon(
             "image_views_per_s": 2 * hist.images_seen / max(hist.wall_time_s, 1e-9),
             "sparsity_measured": measured_sparsity(single.encoder),
             "projection_head_sparsity": head_sp,
+            "layers": layer_sparsity(single.encoder, encoder_targets),
+            "projection_head_layers": layer_sparsity(single.head),
             "versions": versions(),
         }
         with atomic_path(out) as tmp:
@@ -1022,6 +1053,7 @@ def fit_linear_head(
     assert isinstance(net, Classifier | StackedClassifier)
     net.encoder.requires_grad_(False)
     cfg = SGDConfig.from_dict(hp)
+    sched = gmp_schedule(sparsity, gmp)
     lrs = chained_head_lrs(
         cfg.lr, cfg.epochs, cfg.milestones, cfg.gamma, hp["cosine_eta_min"]
     )
@@ -1042,7 +1074,7 @@ def fit_linear_head(
         lambda _, x, y: _ce(head_only, x, y),
         lambda e: lrs[e],
         _sparsity(net, k),
-        _gmp(gmp_schedule(sparsity, gmp), net.fc, k, convs=False),
+        _gmp(sched, net.fc, k, convs=False),
         train_mode,
     )
     resume = resume_path(model_outs[0])
@@ -1064,8 +1096,17 @@ def fit_linear_head(
         }
         for s in job.seeds
     ]
+    # the encoder's targets are its pre-training's (an encoder.pt without
+    # ``layers`` sets none), the head's its own GMP's
+    encoder_layers = pre[job.seeds[0]].get("layers", [])
+    layer_targets = {
+        f"encoder.{r['tensor']}": r["target"]
+        for r in encoder_layers
+        if r["target"] is not None
+    } | _gmp_targets(sched, models[0].fc, "fc.", convs=False)
     return _finish_all(
         net, hists, job, model_outs, metrics_outs, resume, extras,
         arch={**pre[job.seeds[0]]["arch"], "n_classes": job.n_classes},
         method=method, schedule=schedule, sparsity=sparsity,
+        layer_targets=layer_targets,
     )  # fmt: skip
