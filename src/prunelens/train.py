@@ -1,4 +1,4 @@
-"""Training: one loop for K >= 1 models of one configuration, four stages.
+"""Training: one loop for K >= 1 models of one configuration, and its stages.
 
 :func:`train` is the loop; a stage hands it a :class:`Run` (the network, its
 trainable parameters, how one model's batch becomes views, the objective,
@@ -10,7 +10,8 @@ k equals the solo run of seed k up to floating-point summation order.
 
 The stages (:func:`train_supervised`, :func:`pretrain_supcon`,
 :func:`fit_linear_head`, :func:`oneshot_finetune` with any post-training
-method of :mod:`prunelens.methods`, :func:`train_imp`) take lists of seeds
+method of :mod:`prunelens.methods`, and IMP: :func:`train_imp` for Sup,
+:func:`pretrain_imp` for SCL and SimCLR) take lists of seeds
 and of per-seed output paths and write each seed exactly the files a
 one-seed job writes. Resume: after every epoch the loop writes
 ``resume.pt`` beside the first output (:mod:`prunelens.checkpoint`:
