@@ -389,6 +389,52 @@ def test_table1_shows_the_new_schedules_as_columns(tmp_path):
     assert not any("GMP" in c for c in wide.columns)
 
 
+def test_table1_and_table6_columns_are_the_groups_each_method_trains():
+    from prunelens.tables import depth_wide, table1_wide
+
+    # Sup GMP; SCL and SimCLR IMP only: no SCL / GMP or SimCLR / GMP columns
+    cells = [("sup", "dense", 0), ("sup", "gmp", 50), ("scl", "dense", 0),
+             ("scl", "imp", 50), ("simclr", "dense", 0),
+             ("simclr", "imp", 50)]  # fmt: skip
+    nan = float("nan")
+    long = pd.DataFrame(
+        [
+            {"method": m, "schedule": sc, "sparsity": s, "pie": 3, "acc_mean": 0.5,
+             "acc_std": 0.0, "paper_pie": nan, "paper_acc_mean": nan,
+             "paper_acc_std": nan, "pie_ci_low": nan, "pie_ci_high": nan,
+             "pie_half": nan}
+            for m, sc, s in cells
+        ]
+    )  # fmt: skip
+    groups = ["Sup / GMP", "SCL / IMP", "SimCLR / IMP"]
+    assert list(table1_wide(long).columns) == ["Sparsity %"] + [
+        f"{g} {c}" for g in groups for c in ("PIE", "half", "Acc %")
+    ]
+    depth = pd.DataFrame(
+        [
+            {"definition": "corti", "method": m, "group": g, "sparsity": s,
+             **{f"{p}{part}{q}": 1.0 for part in ("pie", "non_pie")
+                for p, q in (("", "_mean"), ("", "_std"), ("paper_", ""),
+                             ("paper_", "_std"))}}
+            for m, g, s in [("sup", "gmp", 0), ("sup", "gmp", 50), ("scl", "imp", 0),
+                            ("scl", "imp", 50), ("simclr", "imp", 50)]
+        ]
+    )  # fmt: skip
+    assert list(depth_wide(depth, "corti").columns) == ["Sparsity %"] + [
+        f"{g} {c}" for g in groups for c in ("PIE", "non-PIE")
+    ]
+
+
+def test_figure7_compares_sup_and_scl_only(tmp_path):
+    from prunelens.paper import fig_pies_by_class
+
+    pies = {f"{m}_imp_s50": _pie_csv(tmp_path / f"{m}.csv") for m in ("sup", "scl")}
+    rows = [("50%", [("sup", "imp", 50), ("scl", "imp", 50), ("simclr", "imp", 50)])]
+    with pytest.raises(ValueError, match="Figure 7 compares Sup and SCL; got a SimCLR"):
+        fig_pies_by_class(pies, rows=rows, title="Figure 7: PIEs",
+                          pdf=tmp_path / "f.pdf", png=tmp_path / "f.png")  # fmt: skip
+
+
 def _pie_csv(path, n=20, pies=(1, 5)):
     labels = np.arange(n) % 10
     pd.DataFrame(

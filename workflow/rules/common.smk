@@ -528,10 +528,12 @@ def pie_class_rows(schedules):
     return [
         (
             f"{s}%",
-            [
+            [  # the Sup and SCL columns only: the figure compares those two
                 (m, sc, s)
                 for m, sc in FIGURE_COLUMNS
-                if sc in schedules and s in GRID.shared_sparsities(sc)
+                if m in ("sup", "scl")
+                and sc in schedules
+                and s in GRID.shared_sparsities(sc)
             ],
         )
         for s in shared
