@@ -27,6 +27,7 @@ from prunelens.pruning import (
 from prunelens.stacked import StackedClassifier, stacked_prune_targets
 from prunelens.train import (
     cosine_lr,
+    fit_linear_head,
     oneshot_finetune,
     pretrain_imp,
     train_imp,
@@ -722,6 +723,28 @@ def test_contrastive_imp_rewinds_to_the_kept_encoder_and_never_masks_the_head(
             assert torch.all(w[mask == 0] == 0)
     init = starts[0]["state"]
     assert not torch.equal(init["head.net.0.weight"], point["head.net.0.weight"])
+
+
+def test_the_linear_head_of_an_imp_encoder_records_its_rounds(contrastive, prepared):
+    out, _ = contrastive
+    enc = out / "s50" / "seed4" / "encoder.pt"
+    head = {**HP, "epochs": 1, "cosine_eta_min": 1e-4}
+    (metrics,) = fit_linear_head(
+        data=prepared, encoders=[enc], seeds=[4], model_outs=[out / "m.pt"],
+        metrics_outs=[out / "m.json"], hp=head, augment_cfg=AUG, norm=NORM,
+        gmp={"begin": 1, "end": 5, "frequency": 1, "scope": "layerwise"},
+        sparsity=50, schedule="imp", settings=CPU,
+    )  # fmt: skip
+    assert (metrics["schedule"], metrics["method"]) == ("imp", "scl")
+    assert (metrics["imp_round"], metrics["imp_fraction"]) == (1, 0.5)
+    assert metrics["imp_rewind_epoch"] == 1
+    assert metrics["pretrain_steps"] == 5 * 3
+    encoder = torch.load(enc, weights_only=False)
+    assert metrics["encoder_sparsity"] == encoder["sparsity_measured"]
+    model, _ = load_model(out / "m.pt")
+    fc = model.fc.weight
+    assert int((fc == 0).sum()) == round(0.5 * fc.numel())  # head GMP: 50 %
+    assert metrics["sparsity_measured"] == pytest.approx(0.5, abs=1e-3)
 
 
 @pytest.mark.parametrize("saves", [2, 6])  # in round 0; in round 1
