@@ -810,3 +810,22 @@ def test_a_contrastive_imp_block_equals_its_solo_runs(prepared, tmp_path, monkey
                 assert x.dtype == torch.float64, name
                 diff = (x - b[name]).abs().max()
                 assert diff <= 1e-10 * x.abs().max().clamp(min=1e-30), name
+
+
+@pytest.mark.parametrize(
+    ("over", "message"),
+    [
+        ({"objective": "byol"}, "unknown pre-training objective 'byol'"),
+        ({"encoder_outs": {100: ["e.pt"]}},
+         r"IMP sparsities must be percentages in 1..99, got \[100\]"),
+        ({"imp": {**IMP, "rewind_epoch": 2}},
+         r"imp.rewind_epoch must be an integer in \[0, 2\)"),
+        ({"encoder_outs": {50: ["a.pt", "b.pt"]}}, "need one output path per seed"),
+    ],
+)  # fmt: skip
+def test_bad_contrastive_imp_settings_are_named_before_training(
+    tmp_path, over, message
+):
+    absent = tmp_path / "absent.npz"  # never read: the settings fail first
+    with pytest.raises(ValueError, match=message):
+        _pretrain_imp(absent, tmp_path, **over)
