@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from conftest import assert_layers_match
 from torch import nn
 
 import prunelens.train as train_mod
@@ -376,8 +377,10 @@ def test_the_finetune_stage_prunes_with_the_named_method(prepared, dense, tmp_pa
     total = sum(getattr(m, n).numel() for m, n in prune_targets(model))
     zeros = sum(int((getattr(m, n) == 0).sum()) for m, n in prune_targets(model))
     assert zeros == round(0.9 * total)  # masks kept through the fine-tune
+    assert_layers_match(metrics["layers"], tmp_path / "random" / "model.pt")
+    assert {r["target"] for r in metrics["layers"]} == {None}  # global count
 
-    _finetune(
+    metrics = _finetune(
         prepared, dense, tmp_path / "layer", pruner_options={"scope": "layerwise"}
     )
     model, meta = load_model(tmp_path / "layer" / "model.pt")
@@ -385,6 +388,11 @@ def test_the_finetune_stage_prunes_with_the_named_method(prepared, dense, tmp_pa
     for m, n in prune_targets(model):
         w = getattr(m, n)
         assert int((w == 0).sum()) == round(0.9 * w.numel()), n
+    # each tensor's target is the sparsity, hit up to one entry's rounding
+    assert_layers_match(metrics["layers"], tmp_path / "layer" / "model.pt")
+    for r in metrics["layers"]:
+        assert r["target"] == 0.9
+        assert r["measured"] == round(0.9 * r["numel"]) / r["numel"], r["tensor"]
 
 
 def test_the_method_and_its_options_are_in_the_resume_fingerprint(
@@ -487,6 +495,12 @@ def test_imp_reaches_each_target_exactly_and_writes_the_usual_files(straight):
         assert metrics["imp_round"] == rounds
         assert metrics["imp_rewind_epoch"] == 1
         assert metrics["imp_fraction"] == 0.5
+        # global over the weights: no per-tensor target; biases never pruned
+        assert_layers_match(metrics["layers"], out / f"s{t}" / "seed4" / "model.pt")
+        assert {r["target"] for r in metrics["layers"]} == {None}
+        assert [r["measured"] for r in metrics["layers"] if "bias" in r["tensor"]] == [
+            0.0
+        ]
         assert metrics["epochs"] == 2 + rounds  # all rounds up to this one
         assert metrics["steps"] == 5 * (2 + rounds)  # 320 images, batch 64
         assert [(r["round"], r["epoch"]) for r in metrics["history"]] == [
@@ -609,7 +623,8 @@ PRETRAIN = {
 # pretrain_supcon's encoder.pt keys; an IMP encoder has these and IMP's
 ENCODER_KEYS = {"arch", "state_dict", "meta", "history", "steps", "wall_time_s",
                 "image_views_per_s", "sparsity_measured",
-                "projection_head_sparsity"}  # fmt: skip
+                "projection_head_sparsity", "layers",
+                "projection_head_layers"}  # fmt: skip
 
 
 def _pretrain_imp(prepared: Path, out: Path, seeds=(4,), **over: Any):
@@ -688,6 +703,11 @@ def test_contrastive_imp_prunes_the_encoder_convs_to_each_target_exactly(
         assert int(zeros.sum()) == round(t / 100 * total)  # exactly the target
         assert state["sparsity_measured"] == round(t / 100 * total) / total
         assert state["projection_head_sparsity"] == 0.0  # never pruned
+        assert {(r["target"], r["measured"])
+                for r in state["projection_head_layers"]} == {(None, 0.0)}  # fmt: skip
+        # per tensor: the independent count; IMP's count is global, no targets
+        assert_layers_match(state["layers"], out / f"s{t}" / "seed4" / "encoder.pt")
+        assert {r["target"] for r in state["layers"]} == {None}
         assert not any(k.endswith("_mask") or k.endswith("_orig") for k in sd)
         assert state["steps"] == 5 * (2 + rounds)
         assert [(r["round"], r["epoch"]) for r in state["history"]] == [
@@ -745,6 +765,11 @@ def test_the_linear_head_of_an_imp_encoder_records_its_rounds(contrastive, prepa
     fc = model.fc.weight
     assert int((fc == 0).sum()) == round(0.5 * fc.numel())  # head GMP: 50 %
     assert metrics["sparsity_measured"] == pytest.approx(0.5, abs=1e-3)
+    # the encoder's targets are IMP's (none per tensor), the head's its GMP's
+    assert_layers_match(metrics["layers"], out / "m.pt")
+    targets = {r["tensor"]: r["target"] for r in metrics["layers"]}
+    assert targets.pop("fc.weight") == targets.pop("fc.bias") == 0.5
+    assert set(targets.values()) == {None}
 
 
 @pytest.mark.parametrize("saves", [2, 6])  # in round 0; in round 1

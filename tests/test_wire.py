@@ -188,6 +188,7 @@ def test_the_new_schedules_dry_run_to_all(tmp_path):
         "table5": 1,
         "table6": 1,
         "pie_overlap": 1,
+        "sparsity_table": 1,
         **{f"fig{n}": 1 for n in range(1, 8)},
     }, out
     # random cells reuse prune_oneshot: its own paths, a pruner without options
@@ -226,9 +227,8 @@ ANALYSIS = {
     "probe_depth": 15,
     "score_q": 15,
     "vote_pies": 12,
-    **dict.fromkeys(
-        ["all", "prepare_cifar10", "embed_umap", "claims", "pie_overlap"], 1
-    ),
+    **dict.fromkeys(["all", "prepare_cifar10", "embed_umap", "claims"], 1),
+    **dict.fromkeys(["pie_overlap", "sparsity_table"], 1),
     **{f"table{n}": 1 for n in (1, 3, 4, 5, 6)},
     **{f"fig{n}": 1 for n in range(1, 8)},
 }

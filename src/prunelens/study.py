@@ -30,6 +30,7 @@ __all__ = [
     "PRUNED_SCHEDULES",
     "SCHEDULES",
     "SCHEDULE_LABELS",
+    "SPARSITY_TOLERANCE_PP",
     "SPLIT_SIZES",
     "UNSUPPORTED_SCHEDULES",
     "Grid",
@@ -38,6 +39,10 @@ __all__ = [
     "group_label",
     "imp_schedule",
 ]
+
+# A pruned tensor further than this (percentage points) from its own target
+# sparsity is flagged in the sparsity table and the claims (issue 15).
+SPARSITY_TOLERANCE_PP = 0.5
 
 # CIFAR-10's images per split (both sources); a null data.subset_* is all of them.
 SPLIT_SIZES = {"train": 50_000, "test": 10_000}

@@ -52,9 +52,11 @@ from prunelens.pruning import (
     GMPSchedule,
     Target,
     install_masks,
+    layer_sparsity,
     make_permanent,
     measured_sparsity,
     prune_targets,
+    tensor_names,
 )
 from prunelens.runtime import atomic_path, write_json
 from prunelens.settings import JobSettings
@@ -515,6 +517,17 @@ def _sparsity(net: nn.Module, k: int) -> Callable[[], list[float]]:
     return lambda: stacked_sparsity(net, k)
 
 
+def _gmp_targets(
+    sched: GMPSchedule | None, part: nn.Module, prefix: str = "", **which: bool
+) -> dict[str, float]:
+    """Per-tensor targets (``layer_sparsity``) of GMP on ``part``'s tensors
+    (named ``prefix`` + name): layer-wise GMP takes each to the final
+    sparsity; global GMP sets only the total, so no tensor has one."""
+    if sched is None or sched.scope != "layerwise":
+        return {}
+    return {prefix + n: sched.final for n in tensor_names(part, **which)}
+
+
 def _gmp(
     sched: GMPSchedule | None, part: nn.Module, k: int, **which: bool
 ) -> GMP | None:
@@ -538,9 +551,12 @@ def finish_training(
     sparsity: int,
     seed: int,
     extra: Mapping[str, Any] | None = None,
+    layer_targets: Mapping[str, float] | None = None,
 ) -> dict[str, Any]:
     """Test one trained classifier (masks permanent), write ``model.pt`` and
-    ``metrics.json`` (the file contract of docs/data-format.md)."""
+    ``metrics.json`` (the file contract of docs/data-format.md);
+    ``layer_targets``: the per-tensor targets of its pruning, by tensor name
+    (:func:`prunelens.pruning.layer_sparsity`)."""
     from prunelens.evaluate import accuracy, predict
 
     meta = {
@@ -563,6 +579,7 @@ def finish_training(
         **meta,
         "test_acc": accuracy(logits, job.test.labels),
         "sparsity_measured": measured_sparsity(model),
+        "layers": layer_sparsity(model, layer_targets),
         "epochs": len(hist.epochs),
         "steps": hist.step,
         "wall_time_s": hist.wall_time_s,
@@ -653,6 +670,7 @@ def train_supervised(
     k = len(models)
     net = _stack_classifiers(models, job.settings.device)
     cfg = SGDConfig.from_dict(hp)
+    sched = gmp_schedule(sparsity, gmp)
     run = Run(
         net,
         list(net.parameters()),
@@ -660,7 +678,7 @@ def train_supervised(
         _ce,
         cfg.lr_at,
         _sparsity(net, k),
-        _gmp(gmp_schedule(sparsity, gmp), net, k),
+        _gmp(sched, net, k),
     )
     resume = resume_path(model_outs[0])
     key = job.key(
@@ -674,6 +692,7 @@ def train_supervised(
     return _finish_all(
         net, hists, job, model_outs, metrics_outs, resume,
         arch=arch, method="sup", schedule=schedule, sparsity=sparsity,
+        layer_targets=_gmp_targets(sched, models[0]),
     )  # fmt: skip
 
 
@@ -725,9 +744,15 @@ def oneshot_finetune(
         settings=job.settings, resume=resume, key=key,
         desc=job.desc(f"{method}-{pruner}", pruner, sparsity),
     )  # fmt: skip
+    # a per-tensor method takes each tensor to the sparsity; a global one
+    # only the total
+    layer_targets = dict.fromkeys(
+        tensor_names(loaded[0][0]) if method_.per_tensor else [], sparsity / 100
+    )
     return _finish_all(
         net, hists, job, model_outs, metrics_outs, resume,
         arch=loaded[0][1]["arch"], method=method, schedule=pruner, sparsity=sparsity,
+        layer_targets=layer_targets,
     )  # fmt: skip
 
 
@@ -992,13 +1017,16 @@ def pretrain_supcon(
     "simclr" (SimCLR: NT-Xent, labels unused; ``hp`` has no base_temperature).
     GMP, when ``sparsity`` > 0, prunes the encoder's convolutions only; the
     projection head is never pruned and is dropped after this stage.
-    Writes each encoder (masks permanent) with its training history.
+    Writes each encoder (masks permanent) with its training history and the
+    per-tensor sparsity of the encoder and projection head (``layers``,
+    ``projection_head_layers``).
     """
     loss = _contrastive(objective, hp)  # an unknown objective fails first
     _check_outputs(seeds, encoder_outs)
     job = _Job.start(data, seeds, norm, settings)
     net, gens, k = _supcon_networks(job, arch)
     cfg = SGDConfig.from_dict(hp)
+    sched = gmp_schedule(sparsity, gmp)
     run = Run(
         net,
         list(net.parameters()),
@@ -1006,7 +1034,7 @@ def pretrain_supcon(
         loss,
         _pretrain_lr(cfg, hp),
         _sparsity(net.encoder, k),
-        _gmp(gmp_schedule(sparsity, gmp), net.encoder, k, linears=False),
+        _gmp(sched, net.encoder, k, linears=False),
     )
     resume = resume_path(encoder_outs[0])
     stage = f"{_METHOD_OF[objective]}-pretrain"
@@ -1020,7 +1048,7 @@ def pretrain_supcon(
         desc=job.desc(stage, schedule, sparsity),
     )  # fmt: skip
     states = _write_encoders(
-        net, hists, job, encoder_outs,
+        net, hists, job, encoder_outs, sched=sched,
         arch=arch, schedule=schedule, sparsity=sparsity, objective=objective,
     )  # fmt: skip
     resume.unlink(missing_ok=True)
@@ -1114,18 +1142,22 @@ def _write_encoders(
     encoder_outs: Paths,
     extra: Mapping[str, Any] | None = None,
     *,
+    sched: GMPSchedule | None = None,
     arch: Mapping[str, Any],
     schedule: str,
     sparsity: int,
     objective: str,
 ) -> list[dict[str, Any]]:
     """Write each encoder of a (stacked) SupCon network, masks baked in
-    (``net`` loses its hooks), with its history: ``encoder.pt`` of
-    docs/data-format.md, plus ``extra`` keys."""
+    (``net`` loses its hooks), with its history and per-tensor sparsity:
+    ``encoder.pt`` of the README, plus ``extra`` keys. ``sched``: the GMP
+    that pruned the encoder, for the per-tensor targets of ``layers`` (None:
+    no per-tensor target, e.g. IMP's global count)."""
     k = len(hists)
     make_permanent(net)
     head_sparsity = _sparsity(net.head, k)()
     singles = [net] if k == 1 else net.unstack()
+    encoder_targets = _gmp_targets(sched, singles[0].encoder, linears=False)
     states = []
     for single, seed, hist, out, head_sp in zip(
         singles, job.seeds, hists, encoder_outs, head_sparsity, strict=True
@@ -1146,6 +1178,8 @@ def _write_encoders(
             "image_views_per_s": 2 * hist.images_seen / max(hist.wall_time_s, 1e-9),
             "sparsity_measured": measured_sparsity(single.encoder),
             "projection_head_sparsity": head_sp,
+            "layers": layer_sparsity(single.encoder, encoder_targets),
+            "projection_head_layers": layer_sparsity(single.head),
             **(extra or {}),
         }
         with atomic_path(out) as tmp:
@@ -1196,6 +1230,7 @@ def fit_linear_head(
     assert isinstance(net, Classifier | StackedClassifier)
     net.encoder.requires_grad_(False)
     cfg = SGDConfig.from_dict(hp)
+    sched = gmp_schedule(sparsity, gmp)
     lrs = chained_head_lrs(
         cfg.lr, cfg.epochs, cfg.milestones, cfg.gamma, hp["cosine_eta_min"]
     )
@@ -1216,7 +1251,7 @@ def fit_linear_head(
         lambda _, x, y: _ce(head_only, x, y),
         lambda e: lrs[e],
         _sparsity(net, k),
-        _gmp(gmp_schedule(sparsity, gmp), net.fc, k, convs=False),
+        _gmp(sched, net.fc, k, convs=False),
         train_mode,
     )
     resume = resume_path(model_outs[0])
@@ -1240,8 +1275,17 @@ def fit_linear_head(
         }
         for s in job.seeds
     ]
+    # the encoder's targets are its pre-training's (an encoder.pt without
+    # ``layers`` sets none), the head's its own GMP's
+    encoder_layers = pre[job.seeds[0]].get("layers", [])
+    layer_targets = {
+        f"encoder.{r['tensor']}": r["target"]
+        for r in encoder_layers
+        if r["target"] is not None
+    } | _gmp_targets(sched, models[0].fc, "fc.", convs=False)
     return _finish_all(
         net, hists, job, model_outs, metrics_outs, resume, extras,
         arch={**pre[job.seeds[0]]["arch"], "n_classes": job.n_classes},
         method=method, schedule=schedule, sparsity=sparsity,
+        layer_targets=layer_targets,
     )  # fmt: skip

@@ -28,6 +28,7 @@ from prunelens.study import (
     PRETRAIN_OBJECTIVE,
     PRUNED_SCHEDULES,
     SCHEDULES,
+    SPARSITY_TOLERANCE_PP,
     SPLIT_SIZES,
     Grid,
     arch_params,
@@ -293,6 +294,14 @@ def table1_cells():
                 }
             )
     return out
+
+
+def sparsity_cells():
+    """Per cell of the grid (dense included): its models' metrics files."""
+    return [
+        {k: c[k] for k in ("method", "schedule", "sparsity", "metrics")}
+        for c in table1_cells()
+    ]
 
 
 def predictions(method, schedule, s, seeds=SEEDS):
