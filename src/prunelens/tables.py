@@ -283,8 +283,9 @@ def table1_wide(df: pd.DataFrame) -> pd.DataFrame:
     Each cell reads ``ours (paper)``; the dense row is repeated in each group
     of its method, as in the paper.
     """
-    groups = [g for g in GROUP_LABELS if g[0] in set(df["method"])]
-    groups = [g for g in groups if (df["schedule"] == g[1]).any()]
+    # the groups with rows: a method's schedule, not another method's
+    trained = set(zip(df["method"], df["schedule"], strict=True))
+    groups = [g for g in GROUP_LABELS if g in trained]
     sparsities = sorted(set(df["sparsity"]))
     out = pd.DataFrame({"Sparsity %": sparsities})
     for method, schedule in groups:
@@ -639,11 +640,9 @@ def depth_table(
 def depth_wide(df: pd.DataFrame, definition: str) -> pd.DataFrame:
     sel = df[df["definition"] == definition]
     out = pd.DataFrame({"Sparsity %": sorted(set(sel["sparsity"]))})
-    groups = [
-        g
-        for g in GROUP_LABELS
-        if (sel["method"] == g[0]).any() and (sel["group"] == g[1]).any()
-    ]
+    # the groups with rows: a method's schedule, not another method's
+    trained = set(zip(sel["method"], sel["group"], strict=True))
+    groups = [g for g in GROUP_LABELS if g in trained]
     for method, group in groups:
         label = GROUP_LABELS[(method, group)]
         for part, name in (("pie", "PIE"), ("non_pie", "non-PIE")):

@@ -1,4 +1,4 @@
-"""Training: one loop for K >= 1 models of one configuration, four stages.
+"""Training: one loop for K >= 1 models of one configuration, and its stages.
 
 :func:`train` is the loop; a stage hands it a :class:`Run` (the network, its
 trainable parameters, how one model's batch becomes views, the objective,
@@ -10,7 +10,8 @@ k equals the solo run of seed k up to floating-point summation order.
 
 The stages (:func:`train_supervised`, :func:`pretrain_supcon`,
 :func:`fit_linear_head`, :func:`oneshot_finetune` with any post-training
-method of :mod:`prunelens.methods`, :func:`train_imp`) take lists of seeds
+method of :mod:`prunelens.methods`, and IMP: :func:`train_imp` for Sup,
+:func:`pretrain_imp` for SCL and SimCLR) take lists of seeds
 and of per-seed output paths and write each seed exactly the files a
 one-seed job writes. Resume: after every epoch the loop writes
 ``resume.pt`` beside the first output (:mod:`prunelens.checkpoint`:
@@ -27,7 +28,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -49,6 +50,7 @@ from prunelens.models import (
 from prunelens.pruning import (
     GMP,
     GMPSchedule,
+    Target,
     install_masks,
     layer_sparsity,
     make_permanent,
@@ -81,6 +83,7 @@ __all__ = [
     "fit_linear_head",
     "gmp_schedule",
     "oneshot_finetune",
+    "pretrain_imp",
     "pretrain_supcon",
     "train",
     "train_imp",
@@ -88,6 +91,7 @@ __all__ = [
 ]
 
 Paths = Sequence[str | Path]
+_T = TypeVar("_T")
 Settings = JobSettings | Mapping[str, Any] | None
 
 
@@ -775,18 +779,9 @@ def train_imp(
     ``epochs - 1`` of the same lr schedule. Each target's ``model.pt`` and
     ``metrics.json`` (schedule ``imp``) are those after the round that ends
     at it; its metrics count every round up to it (``history`` rows carry
-    their ``round``). Resume: ``train``'s ``resume.pt`` within a round, and
-    ``resume.imp.pt`` (the rewind point, the model after the last finished
-    round, the histories) and one ``resume.imp-s<target>.pt`` per target
-    reached, beside the first output; all deleted when the outputs are written.
+    their ``round``). Resume: see :func:`_imp_rounds`.
     """
-    sparsities = sorted(model_outs)
-    if not sparsities or not all(
-        isinstance(t, int) and 0 < t < 100 for t in sparsities
-    ):
-        raise ValueError(
-            f"IMP sparsities must be percentages in 1..99, got {sparsities}"
-        )
+    sparsities = _imp_sparsities(model_outs)
     if sorted(metrics_outs) != sparsities:
         raise ValueError(
             f"model and metrics outputs for different sparsities: {sparsities} "
@@ -795,29 +790,121 @@ def train_imp(
     for t in sparsities:
         _check_outputs(seeds, model_outs[t], metrics_outs[t])
     cfg = SGDConfig.from_dict(hp)
-    rewind_epoch, fraction = _imp_options(imp, cfg.epochs)
-    schedule = imp_schedule([t / 100 for t in sparsities], fraction)
-    ends = {t: rounds_to(schedule, t / 100) for t in sparsities}
+    plan = _ImpPlan.of(imp, cfg.epochs, sparsities)
     job = _Job.start(data, seeds, norm, settings)
     arch = {**arch, "n_classes": job.n_classes}  # saved with the model
     models, gens = job.seeded(lambda _: build_classifier(arch))
     k = len(models)
     net = _stack_classifiers(models, job.settings.device)
     every = prune_targets(net) if k == 1 else stacked_prune_targets(net)
-    targets = [(m, n) for m, n in every if n == "weight"]
-    install_masks(targets)
+    views = _crop_flip(hp["augment"])
 
-    resume = resume_path(model_outs[sparsities[0]][0])
-    state_file = resume.with_name("resume.imp.pt")
+    def make_run(lr_at: Callable[[int], float], after: AfterEpoch) -> Run:
+        return Run(
+            net, list(net.parameters()), views, _ce, lr_at, _sparsity(net, k),
+            after_epoch=after,
+        )  # fmt: skip
 
-    def snapshot(t: int) -> Path:
-        return resume.with_name(f"resume.imp-s{t}.pt")
+    def write(
+        t: int, model: nn.Module, hists: list[History], extra: dict[str, Any]
+    ) -> list[dict[str, Any]]:
+        return _finish_models(
+            model, hists, job, model_outs[t], metrics_outs[t], [extra] * k,
+            arch=arch, method="sup", schedule="imp", sparsity=t,
+        )  # fmt: skip
 
     base = job.key(
         [data], stage="sup-imp", arch=arch, hp=hp, norm=norm, imp=imp,
         sparsities=sparsities,
     )  # fmt: skip
-    state = load_resume(state_file, base, job.settings.device) or {
+    return _imp_rounds(
+        net, [(m, n) for m, n in every if n == "weight"], gens, job, plan, cfg,
+        make_run=make_run, lr_at=cfg.lr_at, write=write,
+        resume=resume_path(model_outs[sparsities[0]][0]), key=base, stage="sup",
+    )  # fmt: skip
+
+
+# What an IMP target's outputs record of its run (_ImpPlan.extra).
+IMP_KEYS = ("imp_round", "imp_fraction", "imp_rewind_epoch")
+# Run.after_epoch: called with the number of epochs done.
+AfterEpoch = Callable[[int], None] | None
+
+
+@dataclass(frozen=True)
+class _ImpPlan:
+    """An IMP job's rounds: the cumulative sparsity after each (1-based; round
+    0 is the dense training) and the round that ends at each target (%)."""
+
+    rewind_epoch: int
+    fraction: float
+    sparsities: list[int]
+    schedule: list[float]
+    ends: dict[int, int]
+
+    @classmethod
+    def of(cls, imp: Mapping[str, Any], epochs: int, sparsities: list[int]) -> _ImpPlan:
+        rewind_epoch, fraction = _imp_options(imp, epochs)
+        schedule = imp_schedule([t / 100 for t in sparsities], fraction)
+        ends = {t: rounds_to(schedule, t / 100) for t in sparsities}
+        return cls(rewind_epoch, fraction, sparsities, schedule, ends)
+
+    def extra(self, t: int) -> dict[str, Any]:
+        """What a target's outputs record of its IMP run."""
+        values = (self.ends[t], self.fraction, self.rewind_epoch)
+        return dict(zip(IMP_KEYS, values, strict=True))
+
+
+def _imp_sparsities(outs: Mapping[int, Any]) -> list[int]:
+    sparsities = sorted(outs)
+    if not sparsities or not all(
+        isinstance(t, int) and 0 < t < 100 for t in sparsities
+    ):
+        raise ValueError(
+            f"IMP sparsities must be percentages in 1..99, got {sparsities}"
+        )
+    return sparsities
+
+
+def _imp_rounds(
+    net: nn.Module,
+    targets: list[Target],
+    gens: Sequence[torch.Generator],
+    job: _Job,
+    plan: _ImpPlan,
+    cfg: SGDConfig,
+    *,
+    make_run: Callable[[Callable[[int], float], AfterEpoch], Run],
+    lr_at: Callable[[int], float],
+    write: Callable[[int, nn.Module, list[History], dict[str, Any]], _T],
+    resume: Path,
+    key: str,
+    stage: str,
+) -> dict[int, _T]:
+    """The IMP rounds of one job (Sup's or a contrastive pre-training's), then
+    ``write(target, model, histories, extra)`` for each target.
+
+    ``targets``: the weights IMP prunes (per model, globally over them);
+    ``make_run(lr_at, after_epoch)``: the stage's :class:`Run` on ``net``;
+    ``lr_at``: the dense training's lr per epoch (a retraining round goes on
+    from the rewind epoch). The masks are installed here. ``model`` is a copy
+    of ``net`` after the round that ends at ``target`` (masks still
+    installed); ``histories`` chain every round up to it, one per model.
+
+    Resume: ``train``'s ``resume.pt`` within a round (``key``/round<r>), and
+    ``resume.imp.pt`` (the rewind point, the model after the last finished
+    round, the histories) and one ``resume.imp-s<target>.pt`` per target
+    reached, beside ``resume``, all fingerprinted ``key``; all deleted once
+    every target is written.
+    """
+    k = len(gens)
+    rewind_epoch = plan.rewind_epoch
+    install_masks(targets)
+    state_file = resume.with_name("resume.imp.pt")
+
+    def snapshot(t: int) -> Path:
+        return resume.with_name(f"resume.imp-s{t}.pt")
+
+    state = load_resume(state_file, key, job.settings.device) or {
         "round": -1,  # the last finished round
         "rewind": None,
         "net": None,
@@ -831,39 +918,36 @@ def train_imp(
     def keep_rewind(done: int) -> None:
         if done == rewind_epoch:
             state["rewind"] = capture(net, gens)
-            save_resume(state_file, base, state)
+            save_resume(state_file, key, state)
 
-    for r in range(state["round"] + 1, len(schedule) + 1):
-        round_cfg, lr_at = cfg, cfg.lr_at
+    for r in range(state["round"] + 1, len(plan.schedule) + 1):
+        round_cfg, round_lr = cfg, lr_at
         if r > 0:
-            prune_to(targets, k, schedule[r - 1])
+            prune_to(targets, k, plan.schedule[r - 1])
             rewind(net, targets, gens, state["rewind"])
             round_cfg = replace(cfg, epochs=cfg.epochs - rewind_epoch)
-            lr_at = lambda e: cfg.lr_at(e + rewind_epoch)  # noqa: E731
-        run = Run(
-            net, list(net.parameters()), _crop_flip(hp["augment"]), _ce, lr_at,
-            _sparsity(net, k), after_epoch=keep_rewind if r == 0 else None,
-        )  # fmt: skip
+            round_lr = lambda e: lr_at(e + rewind_epoch)  # noqa: E731
+        run = make_run(round_lr, keep_rewind if r == 0 else None)
         hists = train(
             run, job.images, job.labels, round_cfg, gens, job.norm,
-            settings=job.settings, resume=resume, key=f"{base}/round{r}",
-            desc=job.desc("sup", f"imp-round{r}", sparsities[-1]),
+            settings=job.settings, resume=resume, key=f"{key}/round{r}",
+            desc=job.desc(stage, f"imp-round{r}", plan.sparsities[-1]),
         )  # fmt: skip
         state["histories"].append(hists)
-        for t in sparsities:
-            if ends[t] == r:
-                save_resume(snapshot(t), base, {"model": net.state_dict()})
+        for t in plan.sparsities:
+            if plan.ends[t] == r:
+                save_resume(snapshot(t), key, {"model": net.state_dict()})
         # Dropping the round's resume file first: a kill before the state
         # is saved reruns this round (the same result), never resumes the
         # next round from this one's file.
         resume.unlink(missing_ok=True)
         state.update(round=r, net=net.state_dict())
-        save_resume(state_file, base, state)
+        save_resume(state_file, key, state)
 
     out = {}
     refresh_weights(targets)  # no autograd graph left: the net can be copied
-    for t in sparsities:
-        snap = load_resume(snapshot(t), base, job.settings.device)
+    for t in plan.sparsities:
+        snap = load_resume(snapshot(t), key, job.settings.device)
         if snap is None:
             raise RuntimeError(
                 f"IMP model of s{t} {snapshot(t)} is missing or unreadable; "
@@ -871,21 +955,13 @@ def train_imp(
             )
         model = copy.deepcopy(net)  # writing bakes in the masks
         model.load_state_dict(snap["model"])
-        r = ends[t]
+        r = plan.ends[t]
         hists = [
             _chain([h[j] for h in state["histories"][: r + 1]], rewind_epoch)
             for j in range(k)
         ]
-        extra = {
-            "imp_round": r,
-            "imp_fraction": fraction,
-            "imp_rewind_epoch": rewind_epoch,
-        }
-        out[t] = _finish_models(
-            model, hists, job, model_outs[t], metrics_outs[t], [extra] * k,
-            arch=arch, method="sup", schedule="imp", sparsity=t,
-        )  # fmt: skip
-    for t in sparsities:
+        out[t] = write(t, model, hists, plan.extra(t))
+    for t in plan.sparsities:
         snapshot(t).unlink(missing_ok=True)
     state_file.unlink(missing_ok=True)
     return out
@@ -949,19 +1025,15 @@ def pretrain_supcon(
     loss = _contrastive(objective, hp)  # an unknown objective fails first
     _check_outputs(seeds, encoder_outs)
     job = _Job.start(data, seeds, norm, settings)
-    nets, gens = job.seeded(lambda _: SupConNetwork(build_encoder(arch)))
-    k = len(nets)
-    net = nets[0] if k == 1 else StackedSupConNetwork.from_models(nets)
-    net = net.to(job.settings.device, memory_format=torch.channels_last)
+    net, gens, k = _supcon_networks(job, arch)
     cfg = SGDConfig.from_dict(hp)
     sched = gmp_schedule(sparsity, gmp)
-    eta_min = hp["lr"] * hp["eta_min_factor"]
     run = Run(
         net,
         list(net.parameters()),
         _two_views(hp["augment"]),
         loss,
-        lambda e: cosine_lr(cfg.lr, eta_min, cfg.epochs, e),
+        _pretrain_lr(cfg, hp),
         _sparsity(net.encoder, k),
         _gmp(sched, net.encoder, k, linears=False),
     )
@@ -976,10 +1048,117 @@ def pretrain_supcon(
         settings=job.settings, resume=resume, key=key,
         desc=job.desc(stage, schedule, sparsity),
     )  # fmt: skip
+    states = _write_encoders(
+        net, hists, job, encoder_outs, sched=sched,
+        arch=arch, schedule=schedule, sparsity=sparsity, objective=objective,
+    )  # fmt: skip
+    resume.unlink(missing_ok=True)
+    return states
+
+
+def pretrain_imp(
+    *,
+    data: str | Path,
+    seeds: Sequence[int],
+    encoder_outs: Mapping[int, Paths],
+    arch: Mapping[str, Any],
+    hp: Mapping[str, Any],
+    norm: Mapping[str, Any],
+    imp: Mapping[str, Any],
+    settings: Settings = None,
+    objective: str = "supcon",
+) -> dict[int, list[dict[str, Any]]]:
+    """IMP with weight rewinding over contrastive pre-training (SCL, SimCLR)
+    to every sparsity (%) of ``encoder_outs``, in one job.
+
+    As :func:`train_imp` for Sup, with :func:`pretrain_supcon`'s network,
+    objective and cosine lr (``hp``: the method's ``pretrain`` section; a
+    retraining round goes on from the rewind epoch). IMP prunes the
+    encoder's convolution weights, globally per model; the projection head
+    is never pruned (it is rewound with the rest). Each target's
+    ``encoder.pt`` is :func:`pretrain_supcon`'s file with schedule ``imp``,
+    ``imp_round``, ``imp_fraction`` and ``imp_rewind_epoch``; its history,
+    steps and wall time count every round up to it. Resume: see
+    :func:`_imp_rounds` (``resume.imp*.pt`` beside the first output).
+    """
+    loss = _contrastive(objective, hp)  # an unknown objective fails first
+    sparsities = _imp_sparsities(encoder_outs)
+    for t in sparsities:
+        _check_outputs(seeds, encoder_outs[t])
+    cfg = SGDConfig.from_dict(hp)
+    plan = _ImpPlan.of(imp, cfg.epochs, sparsities)
+    job = _Job.start(data, seeds, norm, settings)
+    net, gens, k = _supcon_networks(job, arch)
+    convs = (prune_targets if k == 1 else stacked_prune_targets)(
+        net.encoder, linears=False
+    )
+    views = _two_views(hp["augment"])
+
+    def make_run(lr_at: Callable[[int], float], after: AfterEpoch) -> Run:
+        return Run(
+            net, list(net.parameters()), views, loss, lr_at,
+            _sparsity(net.encoder, k), after_epoch=after,
+        )  # fmt: skip
+
+    def write(
+        t: int, model: nn.Module, hists: list[History], extra: dict[str, Any]
+    ) -> list[dict[str, Any]]:
+        return _write_encoders(
+            model, hists, job, encoder_outs[t], extra,
+            arch=arch, schedule="imp", sparsity=t, objective=objective,
+        )  # fmt: skip
+
+    stage = f"{_METHOD_OF[objective]}-pretrain"
+    base = job.key(
+        [data], stage=f"{_METHOD_OF[objective]}-imp", objective=objective,
+        arch=arch, hp=hp, norm=norm, imp=imp, sparsities=sparsities,
+    )  # fmt: skip
+    return _imp_rounds(
+        net, [(m, n) for m, n in convs if n == "weight"], gens, job, plan, cfg,
+        make_run=make_run, lr_at=_pretrain_lr(cfg, hp), write=write,
+        resume=resume_path(encoder_outs[sparsities[0]][0]), key=base, stage=stage,
+    )  # fmt: skip
+
+
+def _supcon_networks(
+    job: _Job, arch: Mapping[str, Any]
+) -> tuple[Any, list[torch.Generator], int]:
+    """Encoder + projection head per seed (stacked for K > 1), on the device."""
+    nets, gens = job.seeded(lambda _: SupConNetwork(build_encoder(arch)))
+    k = len(nets)
+    net = nets[0] if k == 1 else StackedSupConNetwork.from_models(nets)
+    return net.to(job.settings.device, memory_format=torch.channels_last), gens, k
+
+
+def _pretrain_lr(cfg: SGDConfig, hp: Mapping[str, Any]) -> Callable[[int], float]:
+    """Pre-training's cosine annealing over ``cfg.epochs``."""
+    eta_min = hp["lr"] * hp["eta_min_factor"]
+    return lambda e: cosine_lr(cfg.lr, eta_min, cfg.epochs, e)
+
+
+def _write_encoders(
+    net: Any,
+    hists: list[History],
+    job: _Job,
+    encoder_outs: Paths,
+    extra: Mapping[str, Any] | None = None,
+    *,
+    sched: GMPSchedule | None = None,
+    arch: Mapping[str, Any],
+    schedule: str,
+    sparsity: int,
+    objective: str,
+) -> list[dict[str, Any]]:
+    """Write each encoder of a (stacked) SupCon network, masks baked in
+    (``net`` loses its hooks), with its history and per-tensor sparsity:
+    ``encoder.pt`` of the README, plus ``extra`` keys. ``sched``: the GMP
+    that pruned the encoder, for the per-tensor targets of ``layers`` (None:
+    no per-tensor target, e.g. IMP's global count)."""
+    k = len(hists)
     make_permanent(net)
     head_sparsity = _sparsity(net.head, k)()
-    encoder_targets = _gmp_targets(sched, nets[0].encoder, linears=False)
     singles = [net] if k == 1 else net.unstack()
+    encoder_targets = _gmp_targets(sched, singles[0].encoder, linears=False)
     states = []
     for single, seed, hist, out, head_sp in zip(
         singles, job.seeds, hists, encoder_outs, head_sparsity, strict=True
@@ -1003,12 +1182,12 @@ def pretrain_supcon(
             "layers": layer_sparsity(single.encoder, encoder_targets),
             "projection_head_layers": layer_sparsity(single.head),
             "versions": versions(),
+            **(extra or {}),
         }
         with atomic_path(out) as tmp:
             torch.save(state, tmp)
         log.info("seed %d: encoder sparsity %.4f", seed, state["sparsity_measured"])
         states.append(state)
-    resume.unlink(missing_ok=True)
     return states
 
 
@@ -1093,6 +1272,8 @@ def fit_linear_head(
             "pretrain_steps": pre[s]["steps"],
             "pretrain_image_views_per_s": pre[s]["image_views_per_s"],
             "encoder_sparsity": pre[s]["sparsity_measured"],
+            # an IMP encoder's rounds (pretrain_imp), as Sup IMP's metrics
+            **{key: pre[s][key] for key in IMP_KEYS if key in pre[s]},
         }
         for s in job.seeds
     ]

@@ -23,6 +23,7 @@ from prunelens.study import (
     FIGURE_SCHEDULES,
     GMP_SECTION,
     HEAD_GMP_SECTION,
+    IMP_LOOP,
     METHODS,
     METHOD_LABELS,
     POST_TRAINING_SCHEDULES,
@@ -142,15 +143,31 @@ def pruner_options(wildcards):
     return {}  # random: seeded by the model's seed, no option
 
 
-# IMP's sparsities (one train_imp job per seed writes them all) and the
-# epochs that job trains: the dense run, then each round from the rewind epoch.
-IMP_SPARSITIES = list(GRID.sparsities("sup", "imp"))
-IMP_EPOCHS = (
-    config["sup"]["epochs"]
-    + len(imp_schedule([s / 100 for s in IMP_SPARSITIES], config["imp"]["fraction"]))
-    * (config["sup"]["epochs"] - config["imp"]["rewind_epoch"])
-    if IMP_SPARSITIES
-    else 0
+def imp_sparsities(method):
+    """A method's IMP sparsities: one IMP job per seed (rule train_imp for Sup,
+    pretrain_imp for a contrastive method) writes them all."""
+    return list(GRID.sparsities(method, "imp"))
+
+
+def imp_epochs(method):
+    """The epochs one IMP job of ``method`` trains: the dense run of the loop
+    IMP runs over (study.IMP_LOOP), then each round from the rewind epoch."""
+    loop = config
+    for key in IMP_LOOP[method]:
+        loop = loop[key]
+    targets = [s / 100 for s in imp_sparsities(method)]
+    if not targets:
+        return 0
+    rounds = len(imp_schedule(targets, config["imp"]["fraction"]))
+    return loop["epochs"] + rounds * (loop["epochs"] - config["imp"]["rewind_epoch"])
+
+
+# The contrastive methods that run IMP and their shared sparsities (the
+# config check asks for one list: rule pretrain_imp's outputs cannot differ
+# by method).
+CONTRASTIVE_IMP = [m for m in PRETRAIN_OBJECTIVE if GRID.has(m, "imp")]
+CONTRASTIVE_IMP_SPARSITIES = (
+    imp_sparsities(CONTRASTIVE_IMP[0]) if CONTRASTIVE_IMP else []
 )
 
 
@@ -525,10 +542,12 @@ def pie_class_rows(schedules):
     return [
         (
             f"{s}%",
-            [
+            [  # the Sup and SCL columns only: the figure compares those two
                 (m, sc, s)
                 for m, sc in FIGURE_COLUMNS
-                if sc in schedules and s in GRID.shared_sparsities(sc)
+                if m in ("sup", "scl")
+                and sc in schedules
+                and s in GRID.shared_sparsities(sc)
             ],
         )
         for s in shared
