@@ -624,7 +624,7 @@ PRETRAIN = {
 ENCODER_KEYS = {"arch", "state_dict", "meta", "history", "steps", "wall_time_s",
                 "image_views_per_s", "sparsity_measured",
                 "projection_head_sparsity", "layers",
-                "projection_head_layers"}  # fmt: skip
+                "projection_head_layers", "versions"}  # fmt: skip
 
 
 def _pretrain_imp(prepared: Path, out: Path, seeds=(4,), **over: Any):

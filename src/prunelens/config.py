@@ -11,6 +11,7 @@ before the workflow starts and without the file's name.
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -34,6 +35,7 @@ from prunelens.study import (
 )
 
 __all__ = [
+    "CONFIG_RECORD",
     "SCALE_MARKER",
     "ConfigError",
     "check",
@@ -41,12 +43,15 @@ __all__ = [
     "key_path",
     "load_schema",
     "load_yaml",
+    "record_config",
     "record_scale",
     "scale_conflict",
 ]
 
 # Which scale's results the working directory's results/ holds.
 SCALE_MARKER = "results/scale.txt"
+# The resolved config (defaults filled in) of the last run that ran jobs.
+CONFIG_RECORD = "results/config.yaml"
 
 
 class ConfigError(ValueError):
@@ -376,6 +381,18 @@ def scale_conflict(marker: str | Path, scale: str) -> str | None:
 def record_scale(marker: str | Path, scale: str) -> None:
     with atomic_path(marker) as tmp:
         tmp.write_text(f"{scale}\n")
+
+
+def record_config(path: str | Path, config: Mapping[str, Any]) -> None:
+    """Write ``config`` (as validated, defaults filled in) to ``path``, for
+    ``prunelens diff``. Not a rule's output: the workflow writes it when a run
+    starts its jobs, so it never makes a job rerun."""
+    plain = json.loads(json.dumps(config))  # Snakemake's config: plain types only
+    with atomic_path(path) as tmp:
+        tmp.write_text(
+            "# The config of the last run that ran jobs here (prunelens.config."
+            "record_config)\n" + yaml.safe_dump(plain, sort_keys=False)
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import contextlib
 import errno
 import glob
+import importlib
 import json
 import logging
 import os
+import platform
 import shutil
 import sys
 import tempfile
@@ -16,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "VERSIONED",
     "DiskFullError",
     "as_paths",
     "atomic_path",
@@ -24,6 +27,7 @@ __all__ = [
     "keep_freed_memory",
     "log_to",
     "pick_device",
+    "versions",
     "write_csv",
     "write_json",
     "write_npz",
@@ -141,6 +145,30 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+# The packages a model's numbers depend on, recorded with every model.
+VERSIONED = ("torch", "torchvision", "numpy")
+
+
+def versions() -> dict[str, str | None]:
+    """The versions of Python, the packages in ``VERSIONED`` (None if not
+    installed) and prunelens that this process runs: recorded in every
+    ``metrics.json`` and ``encoder.pt``, compared by ``prunelens diff``.
+
+    Each read from the module's ``__version__``: torch's carries its build
+    (``+cu130``), which its distribution's metadata lacks.
+    """
+    import prunelens
+
+    out: dict[str, str | None] = {"python": platform.python_version()}
+    for name in VERSIONED:
+        try:
+            out[name] = str(importlib.import_module(name).__version__)
+        except ImportError:
+            out[name] = None
+    out["prunelens"] = prunelens.__version__
+    return out
 
 
 def write_json(path: str | Path, payload: dict[str, Any]) -> None:

@@ -58,7 +58,7 @@ from prunelens.pruning import (
     prune_targets,
     tensor_names,
 )
-from prunelens.runtime import atomic_path, write_json
+from prunelens.runtime import atomic_path, versions, write_json
 from prunelens.settings import JobSettings
 from prunelens.stacked import (
     StackedClassifier,
@@ -586,6 +586,7 @@ def finish_training(
         "train_images_per_s": hist.images_seen / max(hist.wall_time_s, 1e-9),
         "device": s.device,
         "torch": torch.__version__,
+        "versions": versions(),
         "history": hist.epochs,
         **(extra or {}),
     }
@@ -1180,6 +1181,7 @@ def _write_encoders(
             "projection_head_sparsity": head_sp,
             "layers": layer_sparsity(single.encoder, encoder_targets),
             "projection_head_layers": layer_sparsity(single.head),
+            "versions": versions(),
             **(extra or {}),
         }
         with atomic_path(out) as tmp:

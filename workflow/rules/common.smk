@@ -7,10 +7,12 @@ from pathlib import Path
 from snakemake.utils import validate
 
 from prunelens.config import (
+    CONFIG_RECORD,
     SCALE_MARKER,
     ConfigError,
     check,
     load_yaml,
+    record_config,
     record_scale,
     scale_conflict,
     seed_blocks,
@@ -54,10 +56,13 @@ if SCALE_CONFLICT:
 
 
 def claim_results_for_this_scale():
-    """Called when a run starts its jobs (the Snakefile's onstart)."""
+    """Called when a run starts its jobs (the Snakefile's onstart); also
+    records the run's config for `prunelens diff` (not a rule's output, so
+    it never makes a job rerun, and dry runs, --lint and --report write none)."""
     if SCALE_CONFLICT:
         raise ConfigError(SCALE_CONFLICT)
     record_scale(SCALE_MARKER, config["scale"])
+    record_config(CONFIG_RECORD, config)
 
 
 # The fixed vocabulary, not config lists: any single file stays requestable.
