@@ -97,6 +97,24 @@ def one_seed(wildcards):
     return [int(wildcards.seed)]
 
 
+TENSORBOARD = (
+    "results/logs/tensorboard/{stage}/{method}/{schedule}/s{sparsity}/seed{seed}"
+)
+
+
+def tensorboard_dirs(stage, block=None, **fixed):
+    """Param function: the TensorBoard run directory of each seed of a
+    training job of the stage named ``stage``; the seeds of ``block``, else
+    the job's seed wildcard; ``fixed``: wildcard values a job lacks (IMP)."""
+
+    def dirs(wildcards):
+        w = {**dict(wildcards.items()), **fixed}
+        seeds = block if block is not None else [wildcards.seed]
+        return [TENSORBOARD.format(**{**w, "stage": stage, "seed": s}) for s in seeds]
+
+    return dirs
+
+
 # How and where a job runs, not what it computes (precision, which does
 # change results, stays a param). Jobs read them as snakemake.resources.<name>;
 # Snakemake never compares resources with an earlier run's, so changing one
@@ -105,6 +123,9 @@ UNTRACKED = {
     "device": config["device"],
     "compile": config["compile"],
     "eval_batch_size": config["eval_batch_size"],
+    # how often training logs (curves, progress lines): results stay the same
+    "log_every_steps": config["logging"]["every_steps"],
+    "progress_s": config["logging"]["progress_s"],
 }
 
 

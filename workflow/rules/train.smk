@@ -12,21 +12,33 @@
 # of the per-seed rule. Block rules take the resources that a profile or
 # --set-resources gives their stage's per-seed rule. device, compile and
 # eval_batch_size come as resources (common.smk, UNTRACKED), not params.
+#
+# Every job writes each seed's training curves: a CSV beside its metrics.json
+# (curves.csv) or encoder.pt (encoder_curves.csv), and a TensorBoard run
+# directory under results/logs/tensorboard/<rule>/ (param tensorboard; the
+# logging cadence, logging.*, is untracked).
 
 SUP_MODEL = "results/models/sup/{schedule}/s{sparsity}/seed{seed}/model.pt"
 SUP_METRICS = "results/models/sup/{schedule}/s{sparsity}/seed{seed}/metrics.json"
+SUP_CURVES = "results/models/sup/{schedule}/s{sparsity}/seed{seed}/curves.csv"
 # SCL's and SimCLR's (method wildcard: CONTRASTIVE)
 ENCODER = "results/models/{method}/{schedule}/s{sparsity}/seed{seed}/encoder.pt"
+ENCODER_CURVES = (
+    "results/models/{method}/{schedule}/s{sparsity}/seed{seed}/encoder_curves.csv"
+)
 SCL_MODEL = "results/models/{method}/{schedule}/s{sparsity}/seed{seed}/model.pt"
 SCL_METRICS = "results/models/{method}/{schedule}/s{sparsity}/seed{seed}/metrics.json"
+SCL_CURVES = "results/models/{method}/{schedule}/s{sparsity}/seed{seed}/curves.csv"
 DENSE_MODEL = "results/models/{method}/dense/s0/seed{seed}/model.pt"
 OS_MODEL = "results/models/{method}/{schedule}/s{sparsity}/seed{seed}/model.pt"
 OS_METRICS = "results/models/{method}/{schedule}/s{sparsity}/seed{seed}/metrics.json"
+OS_CURVES = "results/models/{method}/{schedule}/s{sparsity}/seed{seed}/curves.csv"
 # The schedules rule prune_oneshot runs: a post-training pruner, then the
 # One-Shot fine-tune (prunelens.methods.PRUNERS).
 POST_TRAINING = "|".join(POST_TRAINING_SCHEDULES)
 IMP_MODEL = "results/models/sup/imp/s{sparsity}/seed{{seed}}/model.pt"
 IMP_METRICS = "results/models/sup/imp/s{sparsity}/seed{{seed}}/metrics.json"
+IMP_CURVES = "results/models/sup/imp/s{sparsity}/seed{{seed}}/curves.csv"
 
 
 rule train_supervised:
@@ -35,6 +47,7 @@ rule train_supervised:
     output:
         model=SUP_MODEL,
         metrics=SUP_METRICS,
+        curves=SUP_CURVES,
     log:
         "results/logs/train_supervised/sup/{schedule}/s{sparsity}/seed{seed}.log",
     wildcard_constraints:
@@ -55,6 +68,7 @@ rule train_supervised:
         norm=NORM,
         gmp=gmp_params("sup"),
         precision=config["precision"],
+        tensorboard=tensorboard_dirs("train_supervised", method="sup"),
     script:
         "../scripts/train_supervised.py"
 
@@ -69,6 +83,7 @@ for block in STACKED_BLOCKS:
         output:
             model=per_seed(SUP_MODEL, block),
             metrics=per_seed(SUP_METRICS, block),
+            curves=per_seed(SUP_CURVES, block),
         log:
             f"results/logs/train_supervised/sup/{{schedule}}/s{{sparsity}}/seeds{block[0]}-{block[-1]}.log",
         wildcard_constraints:
@@ -91,6 +106,7 @@ for block in STACKED_BLOCKS:
             norm=NORM,
             gmp=gmp_params("sup"),
             precision=config["precision"],
+            tensorboard=tensorboard_dirs("train_supervised", block, method="sup"),
         script:
             "../scripts/train_supervised.py"
 
@@ -100,6 +116,7 @@ rule pretrain_supcon:
         data=PREPARED,
     output:
         encoder=ENCODER,
+        curves=ENCODER_CURVES,
     log:
         "results/logs/pretrain_supcon/{method}/{schedule}/s{sparsity}/seed{seed}.log",
     wildcard_constraints:
@@ -121,6 +138,7 @@ rule pretrain_supcon:
         norm=NORM,
         gmp=gmp_params(),
         precision=config["precision"],
+        tensorboard=tensorboard_dirs("pretrain_supcon"),
     script:
         "../scripts/pretrain_supcon.py"
 
@@ -134,6 +152,7 @@ for block in STACKED_BLOCKS:
             data=PREPARED,
         output:
             encoder=per_seed(ENCODER, block),
+            curves=per_seed(ENCODER_CURVES, block),
         log:
             f"results/logs/pretrain_supcon/{{method}}/{{schedule}}/s{{sparsity}}/seeds{block[0]}-{block[-1]}.log",
         wildcard_constraints:
@@ -157,6 +176,7 @@ for block in STACKED_BLOCKS:
             norm=NORM,
             gmp=gmp_params(),
             precision=config["precision"],
+            tensorboard=tensorboard_dirs("pretrain_supcon", block),
         script:
             "../scripts/pretrain_supcon.py"
 
@@ -168,6 +188,7 @@ rule fit_linear_head:
     output:
         model=SCL_MODEL,
         metrics=SCL_METRICS,
+        curves=SCL_CURVES,
     log:
         "results/logs/fit_linear_head/{method}/{schedule}/s{sparsity}/seed{seed}.log",
     wildcard_constraints:
@@ -189,6 +210,7 @@ rule fit_linear_head:
         norm=NORM,
         gmp=head_gmp_params,
         precision=config["precision"],
+        tensorboard=tensorboard_dirs("fit_linear_head"),
     script:
         "../scripts/fit_linear_head.py"
 
@@ -204,6 +226,7 @@ for block in STACKED_BLOCKS:
         output:
             model=per_seed(SCL_MODEL, block),
             metrics=per_seed(SCL_METRICS, block),
+            curves=per_seed(SCL_CURVES, block),
         log:
             f"results/logs/fit_linear_head/{{method}}/{{schedule}}/s{{sparsity}}/seeds{block[0]}-{block[-1]}.log",
         wildcard_constraints:
@@ -225,6 +248,7 @@ for block in STACKED_BLOCKS:
             norm=NORM,
             gmp=head_gmp_params,
             precision=config["precision"],
+            tensorboard=tensorboard_dirs("fit_linear_head", block),
         script:
             "../scripts/fit_linear_head.py"
 
@@ -236,6 +260,7 @@ rule prune_oneshot:
     output:
         model=OS_MODEL,
         metrics=OS_METRICS,
+        curves=OS_CURVES,
     log:
         "results/logs/prune_oneshot/{method}/{schedule}/s{sparsity}/seed{seed}.log",
     wildcard_constraints:
@@ -257,6 +282,7 @@ rule prune_oneshot:
         augment=config["sup"]["augment"],
         norm=NORM,
         precision=config["precision"],
+        tensorboard=tensorboard_dirs("prune_oneshot"),
     script:
         "../scripts/prune_oneshot.py"
 
@@ -272,6 +298,7 @@ for block in STACKED_BLOCKS:
         output:
             model=per_seed(OS_MODEL, block),
             metrics=per_seed(OS_METRICS, block),
+            curves=per_seed(OS_CURVES, block),
         log:
             f"results/logs/prune_oneshot/{{method}}/{{schedule}}/s{{sparsity}}/seeds{block[0]}-{block[-1]}.log",
         wildcard_constraints:
@@ -295,13 +322,20 @@ for block in STACKED_BLOCKS:
             augment=config["sup"]["augment"],
             norm=NORM,
             precision=config["precision"],
+            tensorboard=tensorboard_dirs("prune_oneshot", block),
         script:
             "../scripts/prune_oneshot.py"
 
 
 # IMP (Sup only): one job per seed trains every IMP sparsity of the grid, the
-# rounds passing through the lower targets on their way to the highest.
+# rounds passing through the lower targets on their way to the highest; its
+# TensorBoard run (every round) is named by the highest.
 if IMP_SPARSITIES:
+    IMP_TENSORBOARD = {
+        "method": "sup",
+        "schedule": "imp",
+        "sparsity": max(IMP_SPARSITIES),
+    }
 
     rule train_imp:
         input:
@@ -309,6 +343,7 @@ if IMP_SPARSITIES:
         output:
             model=expand(IMP_MODEL, sparsity=IMP_SPARSITIES),
             metrics=expand(IMP_METRICS, sparsity=IMP_SPARSITIES),
+            curves=expand(IMP_CURVES, sparsity=IMP_SPARSITIES),
         log:
             "results/logs/train_imp/sup/imp/seed{seed}.log",
         wildcard_constraints:
@@ -329,6 +364,7 @@ if IMP_SPARSITIES:
             norm=NORM,
             imp=config["imp"],
             precision=config["precision"],
+            tensorboard=tensorboard_dirs("train_imp", **IMP_TENSORBOARD),
         script:
             "../scripts/train_imp.py"
 
@@ -350,6 +386,11 @@ if IMP_SPARSITIES:
                     for s in IMP_SPARSITIES
                     for p in per_seed(IMP_METRICS.format(sparsity=s), block)
                 ],
+                curves=[
+                    p
+                    for s in IMP_SPARSITIES
+                    for p in per_seed(IMP_CURVES.format(sparsity=s), block)
+                ],
             log:
                 f"results/logs/train_imp/sup/imp/seeds{block[0]}-{block[-1]}.log",
             conda:
@@ -369,5 +410,6 @@ if IMP_SPARSITIES:
                 norm=NORM,
                 imp=config["imp"],
                 precision=config["precision"],
+                tensorboard=tensorboard_dirs("train_imp", block, **IMP_TENSORBOARD),
             script:
                 "../scripts/train_imp.py"
