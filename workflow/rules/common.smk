@@ -542,6 +542,43 @@ def pie_class_rows(schedules):
     ]
 
 
+# ---- training curves (figures/curves/<method>/<schedule>)
+
+# Every (method, schedule) the grid trains, dense first: one figure each.
+CURVE_FAMILIES = [
+    (m, sc) for m in GRID.methods for sc in ("dense", *GRID.pruned_schedules(m))
+]
+
+
+def curve_panels(method, schedule):
+    """A curves figure's stages in training order, per sparsity: the seeds'
+    curves CSVs (contrastive pre-training: encoder_curves.csv)."""
+    model_dir = "results/models/{m}/{sc}/s{s}/seed{seed}/"
+    if schedule in POST_TRAINING_SCHEDULES:
+        stages = [("fine-tuning", "curves.csv")]
+    elif method in PRETRAIN_OBJECTIVE:
+        stages = [("pre-training", "encoder_curves.csv"), ("linear head", "curves.csv")]
+    else:
+        stages = [("training", "curves.csv")]
+    return [
+        {
+            "stage": stage,
+            "sparsity": s,
+            "files": expand(model_dir + name, m=method, sc=schedule, s=s, seed=SEEDS),
+        }
+        for stage, name in stages
+        for s in GRID.sparsities(method, schedule)
+    ]
+
+
+def curve_files(wildcards):
+    return [
+        f
+        for p in curve_panels(wildcards.method, wildcards.schedule)
+        for f in p["files"]
+    ]
+
+
 def umap_sparsities():
     """Rows of Figure 5: every sparsity of a GMP or One-Shot UMAP cell."""
     return GRID.all_sparsities([c for c in FIGURE_COLUMNS if has(*c)])

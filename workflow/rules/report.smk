@@ -345,6 +345,31 @@ rule fig7:
         "../scripts/fig_pies.py"
 
 
+rule fig_curves:
+    input:
+        curve_files,
+    output:
+        pdf="results/figures/curves/{method}/{schedule}.pdf",
+        png=report(
+            "results/figures/curves/{method}/{schedule}.png",
+            caption="../report/curves.rst",
+            category="Training curves",
+            subcategory="{method}",
+            labels={"method": "{method}", "schedule": "{schedule}"},
+        ),
+    log:
+        "results/logs/fig_curves/{method}/{schedule}.log",
+    wildcard_constraints:
+        method="|".join(METHODS),
+        schedule="|".join(SCHEDULES),
+    conda:
+        "../../envs/prunelens.yaml"
+    params:
+        panels=lambda w: curve_panels(w.method, w.schedule),
+    script:
+        "../scripts/fig_curves.py"
+
+
 # The run's evidence in a few MB (README "Fidelity scale"): not part of `all`.
 rule reference:
     input:
@@ -393,4 +418,9 @@ rule all_tables:
 rule all_figures:
     input:
         expand("results/figures/fig{n}.{ext}", n=range(1, 8), ext=["pdf", "png"]),
+        [
+            f"results/figures/curves/{m}/{sc}.{ext}"
+            for m, sc in CURVE_FAMILIES
+            for ext in ("pdf", "png")
+        ],
     localrule: True
