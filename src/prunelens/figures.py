@@ -642,7 +642,9 @@ def fig_curves(
                 if not drawn:
                     _placeholder(ax, f"no {ylabel} in {label}")
                     continue
-                ax.set_title(f"{label}: {ylabel}", fontsize="medium")
+                # a one-stage figure needs no stage name in its titles
+                name = ylabel if len(stages) == 1 else f"{label}: {ylabel}"
+                ax.set_title(name, fontsize="medium")
                 ax.set_xlabel("optimiser step")
                 ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         handles = [Line2D([], [], color=colours[s], label=f"{s}%") for s in sparsities]
