@@ -730,7 +730,7 @@ def analysis_rows(b: Bench) -> None:
 
 # ----------------------------------------------------------------- logging
 
-LOGGING_REPS = 7  # per case, after one untimed job each
+LOGGING_REPS = 9  # per case, after one untimed job each
 
 
 def _quick_prepared(out: Path) -> Path:
@@ -807,6 +807,7 @@ def logging_rows(b: Bench, reps: int = LOGGING_REPS) -> None:
         "median_paired": statistics.median(paired),
         "paired": paired,
     }
+    b.save()
     print(f"  on / off: {b.data['logging_ratio']['of_medians']:.3f}", flush=True)
 
 

@@ -280,6 +280,9 @@ def train(
     n, step = len(labels), hists[0].step
     every = settings.log_every_steps
     progress = Progress(settings.progress_s)
+    # Measuring sparsity costs more than a logging point's other work; masks
+    # change only when GMP prunes, so step rows reuse the last measurement.
+    row_sp: list[float] | None = None
     for epoch in range(len(hists[0].epochs), cfg.epochs):
         lr = run.lr_at(epoch)
         for group in opt.param_groups:
@@ -294,8 +297,8 @@ def train(
         row_t, row_seen, row_loss, row_right = t0, 0, [0.0] * k, [0] * k
         for i in range(0, n, cfg.batch_size):
             step += 1
-            if run.gmp is not None:
-                run.gmp.step(step)
+            if run.gmp is not None and run.gmp.step(step):
+                row_sp = None
             idx = [p[i : i + cfg.batch_size] for p in perms]
             x, y = batch_inputs(images, labels, idx, gens, run.views, norm)
             with torch.autocast(
@@ -316,6 +319,7 @@ def train(
                     correct.tolist(),
                 )
                 m = seen - row_seen
+                row_sp = row_sp or run.sparsity()
                 rows = [
                     {
                         "epoch": epoch + 1,
@@ -327,7 +331,7 @@ def train(
                         "images_per_s": m / max(now - row_t, 1e-9),
                     }
                     for cl, pl, cr, pr, sp in zip(
-                        cum_loss, row_loss, cum_right, row_right, run.sparsity(),
+                        cum_loss, row_loss, cum_right, row_right, row_sp,
                         strict=True,
                     )
                 ]  # fmt: skip
@@ -351,7 +355,7 @@ def train(
                 f"{epoch + 1} (lr {lr:g}); lower the learning rate or check the data"
             )
         dt = time.perf_counter() - t0
-        sparsity = run.sparsity()
+        sparsity = row_sp = run.sparsity()
         for hist, loss, right, sp in zip(
             hists, mean_loss, correct.tolist(), sparsity, strict=True
         ):

@@ -26,6 +26,7 @@ from prunelens.study import (
     POST_TRAINING_SCHEDULES,
     PRETRAIN_OBJECTIVE,
     PRUNED_SCHEDULES,
+    SCHEDULE_LABELS,
     SCHEDULES,
     SPLIT_SIZES,
     Grid,
@@ -542,7 +543,7 @@ def pie_class_rows(schedules):
     ]
 
 
-# ---- training curves (figures/curves/<method>/<schedule>)
+# ---- training curves (figures/curves/<method>/<schedule>.png, fig_curves)
 
 # Every (method, schedule) the grid trains, dense first: one figure each.
 CURVE_FAMILIES = [
@@ -571,11 +572,10 @@ def curve_panels(method, schedule):
     ]
 
 
-def curve_files(wildcards):
+def curve_files():
+    """Every curves CSV the training-curves figures read."""
     return [
-        f
-        for p in curve_panels(wildcards.method, wildcards.schedule)
-        for f in p["files"]
+        f for m, sc in CURVE_FAMILIES for p in curve_panels(m, sc) for f in p["files"]
     ]
 
 

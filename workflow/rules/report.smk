@@ -345,27 +345,32 @@ rule fig7:
         "../scripts/fig_pies.py"
 
 
+# Training curves, one figure per (method, schedule), all in one job (one
+# interpreter and matplotlib start instead of one per figure).
 rule fig_curves:
     input:
-        curve_files,
+        curve_files(),
     output:
-        pdf="results/figures/curves/{method}/{schedule}.pdf",
-        png=report(
-            "results/figures/curves/{method}/{schedule}.png",
-            caption="../report/curves.rst",
-            category="Training curves",
-            subcategory="{method}",
-            labels={"method": "{method}", "schedule": "{schedule}"},
-        ),
+        png=[
+            report(
+                f"results/figures/curves/{m}/{sc}.png",
+                caption="../report/curves.rst",
+                category="Training curves",
+                subcategory=METHOD_LABELS[m],
+                labels={"method": METHOD_LABELS[m], "schedule": SCHEDULE_LABELS[sc]},
+            )
+            for m, sc in CURVE_FAMILIES
+        ],
+        pdf=[f"results/figures/curves/{m}/{sc}.pdf" for m, sc in CURVE_FAMILIES],
     log:
-        "results/logs/fig_curves/{method}/{schedule}.log",
-    wildcard_constraints:
-        method="|".join(METHODS),
-        schedule="|".join(SCHEDULES),
+        "results/logs/fig_curves.log",
     conda:
         "../../envs/prunelens.yaml"
     params:
-        panels=lambda w: curve_panels(w.method, w.schedule),
+        families=[
+            {"method": m, "schedule": sc, "panels": curve_panels(m, sc)}
+            for m, sc in CURVE_FAMILIES
+        ],
     script:
         "../scripts/fig_curves.py"
 
@@ -418,9 +423,5 @@ rule all_tables:
 rule all_figures:
     input:
         expand("results/figures/fig{n}.{ext}", n=range(1, 8), ext=["pdf", "png"]),
-        [
-            f"results/figures/curves/{m}/{sc}.{ext}"
-            for m, sc in CURVE_FAMILIES
-            for ext in ("pdf", "png")
-        ],
+        rules.fig_curves.output,
     localrule: True

@@ -1,4 +1,5 @@
-"""Rule fig_curves: one (method, schedule)'s training curves, every sparsity."""
+"""Rule fig_curves: the training curves of every (method, schedule), one
+figure each (outputs in the order of params.families)."""
 
 from typing import TYPE_CHECKING
 
@@ -9,10 +10,11 @@ if TYPE_CHECKING:
     from snakemake.script import snakemake
 
 with log_to(snakemake.log[0], snakemake.output):
-    fig_training_curves(
-        snakemake.params.panels,
-        method=snakemake.wildcards.method,
-        schedule=snakemake.wildcards.schedule,
-        pdf=snakemake.output.pdf,
-        png=snakemake.output.png,
-    )
+    for family, pdf, png in zip(
+        snakemake.params.families,
+        snakemake.output.pdf,
+        snakemake.output.png,
+        strict=True,
+    ):
+        fig_training_curves(family["panels"], method=family["method"],
+                            schedule=family["schedule"], pdf=pdf, png=png)  # fmt: skip
