@@ -759,14 +759,17 @@ def logging_rows(b: Bench, reps: int = LOGGING_REPS) -> None:
           "augment": SUP_AUG}  # fmt: skip
     settings = {"device": b.dev.type, "threads": torch.get_num_threads(),
                 "precision": "bf16", "eval_batch_size": 256}  # fmt: skip
+    # wall seconds, and this process's CPU seconds: less moved by other
+    # processes' load on a shared host
     times: dict[str, list[float]] = {"on": [], "off": []}
+    cpu: dict[str, list[float]] = {"on": [], "off": []}
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
         data = _quick_prepared(out)
 
-        def job(case: str) -> float:
+        def job(case: str) -> tuple[float, float]:
             on = case == "on"
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             train_supervised(
                 data=data, seeds=[0], arch=ARCH, hp=hp,
                 norm={"mean": list(NORM.mean), "std": list(NORM.std)},
@@ -779,14 +782,16 @@ def logging_rows(b: Bench, reps: int = LOGGING_REPS) -> None:
                 settings={**settings, "log_every_steps": 2 if on else 0},
             )  # fmt: skip
             b.sync()
-            return time.perf_counter() - t0
+            return time.perf_counter() - t0, time.process_time() - c0
 
         for case in ("on", "off"):  # untimed: imports, allocator warm-up
             job(case)
         for i in range(reps):
             # alternate which case goes first: drift hits both alike
             for case in ("on", "off") if i % 2 == 0 else ("off", "on"):
-                times[case].append(job(case))
+                wall, used = job(case)
+                times[case].append(wall)
+                cpu[case].append(used)
     labels = {
         "on": "quick-scale Sup/GMP job, curves logged (every 2 steps, TB + CSV)",
         "off": "quick-scale Sup/GMP job, no curves (epoch rows only)",
@@ -799,6 +804,7 @@ def logging_rows(b: Bench, reps: int = LOGGING_REPS) -> None:
                 "value": statistics.median(times[case]),
                 "unit": "s",
                 "rounds": times[case],
+                "cpu_s": cpu[case],
             }
         )
     paired = [a / c for a, c in zip(times["on"], times["off"], strict=True)]
@@ -806,6 +812,7 @@ def logging_rows(b: Bench, reps: int = LOGGING_REPS) -> None:
         "of_medians": statistics.median(times["on"]) / statistics.median(times["off"]),
         "median_paired": statistics.median(paired),
         "paired": paired,
+        "cpu_of_medians": statistics.median(cpu["on"]) / statistics.median(cpu["off"]),
     }
     b.save()
     print(f"  on / off: {b.data['logging_ratio']['of_medians']:.3f}", flush=True)
@@ -1510,23 +1517,32 @@ def _logging_section(files: list[Path]) -> list[str]:
             f"torch {m['torch']}; {d['date']}"
             + (f"; load average {d['load_avg'][0]:.1f}" if d.get("load_avg") else ""),
             "",
-            "| case | median s per job | range | jobs |",
-            "| --- | ---: | ---: | ---: |",
+            "| case | median s per job | range | median CPU s | jobs |",
+            "| --- | ---: | ---: | ---: | ---: |",
         ]
         for case in ("on", "off"):
             row = rows.get(f"logging/{case}")
             if row:
                 lo, hi = min(row["rounds"]), max(row["rounds"])
+                used = (
+                    f"{statistics.median(row['cpu_s']):.2f}" if "cpu_s" in row else ""
+                )
                 lines.append(
                     f"| {row['label']} | {row['value']:.2f} | {lo:.2f}-{hi:.2f} "
-                    f"| {len(row['rounds'])} |"
+                    f"| {used} | {len(row['rounds'])} |"
                 )
         lo, hi = min(r["paired"]), max(r["paired"])
         lines += [
             "",
             f"Logged / not: **{r['of_medians']:.3f}** (ratio of medians); "
             f"median of the {len(r['paired'])} paired ratios "
-            f"{r['median_paired']:.3f} (range {lo:.3f}-{hi:.3f}).",
+            f"{r['median_paired']:.3f} (range {lo:.3f}-{hi:.3f})"
+            + (
+                f"; CPU seconds of the job's process, ratio of medians "
+                f"**{r['cpu_of_medians']:.3f}** (less moved by other jobs' load)."
+                if "cpu_of_medians" in r
+                else "."
+            ),
         ]
     return lines
 

@@ -41,6 +41,7 @@ def plan(tiny_run, tmp_path, overlay=None, *args):
         ({"eval_batch_size": 64}, ()),
         ({"device": "cpu"}, ()),
         ({"compile": True}, ()),
+        ({"logging": {"every_steps": 7, "progress_s": 5}}, ()),  # curves cadence
         (None, ("--config", "device=cuda", "eval_batch_size=8")),
         (None, ("--set-threads", "train_supervised=2", "predict=2")),
         (None, ("--set-resources", "predict:eval_batch_size=16")),
