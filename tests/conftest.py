@@ -214,3 +214,29 @@ def job_counts(dry_run_output: str) -> dict[str, int]:
         elif in_table and line.strip().startswith("total"):
             break
     return counts
+
+
+def zeros_per_tensor(path: Path) -> dict[str, tuple[int, float]]:
+    """An independent count from a saved network's ``state_dict``: per conv
+    weight (4-D), linear weight (2-D) and linear bias (beside a 2-D weight),
+    its (numel, zeros / numel). BatchNorm's 1-D weights and biases are not
+    prunable."""
+    import torch
+
+    state = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
+    out = {}
+    for key, v in state.items():
+        stem, _, leaf = key.rpartition(".")
+        weight = state.get(f"{stem}.weight" if stem else "weight")
+        linear_bias = leaf == "bias" and weight is not None and weight.ndim == 2
+        if (leaf == "weight" and v.ndim in (2, 4)) or linear_bias:
+            out[key] = (v.numel(), int((v == 0).sum()) / v.numel())
+    return out
+
+
+def assert_layers_match(layers: list[dict[str, Any]], path: Path) -> None:
+    """A ``layers`` record (metrics.json, encoder.pt) equals the independent
+    count from the network file ``path``: the same tensors, exact values."""
+    assert {r["tensor"]: (r["numel"], r["measured"]) for r in layers} == (
+        zeros_per_tensor(path)
+    )

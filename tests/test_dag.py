@@ -70,8 +70,9 @@ def test_the_depth_definition_replans_only_what_shows_it(tiny_run, tmp_path):
                 "train_supervised": 4, "prune_oneshot": 2, "predict": 3,
                 "probe_depth": 3, "score_q": 3, "vote_pies": 2, "embed_umap": 1,
                 "claims": 1, "table1": 1, "table3": 1, "table5": 1, "table6": 1,
-                "pie_overlap": 1, "fig1": 1, "fig2": 1, "fig3": 1, "fig4": 1,
-                "fig5": 1, "fig7": 1, "all": 1,
+                "pie_overlap": 1, "sparsity_table": 1, "fig1": 1, "fig2": 1,
+                "fig3": 1, "fig4": 1, "fig5": 1, "fig7": 1, "fig_curves": 1,
+                "all": 1,
             },
         ),
         (  # SCL heads (not the encoders), SCL One-Shot and what reads them
@@ -80,8 +81,9 @@ def test_the_depth_definition_replans_only_what_shows_it(tiny_run, tmp_path):
                 "fit_linear_head": 6, "prune_oneshot": 2, "predict": 4,
                 "probe_depth": 4, "score_q": 4, "vote_pies": 3, "embed_umap": 1,
                 "claims": 1, "table1": 1, "table4": 1, "table6": 1,
-                "pie_overlap": 1, "fig1": 1, "fig2": 1, "fig3": 1, "fig4": 1,
-                "fig5": 1, "fig6": 1, "fig7": 1, "all": 1,
+                "pie_overlap": 1, "sparsity_table": 1, "fig1": 1, "fig2": 1,
+                "fig3": 1, "fig4": 1, "fig5": 1, "fig6": 1, "fig7": 1,
+                "fig_curves": 1, "all": 1,
             },
         ),
         (  # every probe, then what shows depth

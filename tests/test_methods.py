@@ -7,11 +7,14 @@ import re
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
+from conftest import assert_layers_match
 from torch import nn
 
 import prunelens.train as train_mod
+from prunelens import augment
 from prunelens.methods import PRUNERS, make_pruner, pruner_key
 from prunelens.methods.imp import capture, imp_schedule, prune_to, rewind
 from prunelens.models import build_classifier, load_model
@@ -23,7 +26,14 @@ from prunelens.pruning import (
     prune_targets,
 )
 from prunelens.stacked import StackedClassifier, stacked_prune_targets
-from prunelens.train import oneshot_finetune, train_imp, train_supervised
+from prunelens.train import (
+    cosine_lr,
+    fit_linear_head,
+    oneshot_finetune,
+    pretrain_imp,
+    train_imp,
+    train_supervised,
+)
 
 ARCH = {"depth": 10, "width": 1}
 NORM = {"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}
@@ -367,8 +377,10 @@ def test_the_finetune_stage_prunes_with_the_named_method(prepared, dense, tmp_pa
     total = sum(getattr(m, n).numel() for m, n in prune_targets(model))
     zeros = sum(int((getattr(m, n) == 0).sum()) for m, n in prune_targets(model))
     assert zeros == round(0.9 * total)  # masks kept through the fine-tune
+    assert_layers_match(metrics["layers"], tmp_path / "random" / "model.pt")
+    assert {r["target"] for r in metrics["layers"]} == {None}  # global count
 
-    _finetune(
+    metrics = _finetune(
         prepared, dense, tmp_path / "layer", pruner_options={"scope": "layerwise"}
     )
     model, meta = load_model(tmp_path / "layer" / "model.pt")
@@ -376,6 +388,11 @@ def test_the_finetune_stage_prunes_with_the_named_method(prepared, dense, tmp_pa
     for m, n in prune_targets(model):
         w = getattr(m, n)
         assert int((w == 0).sum()) == round(0.9 * w.numel()), n
+    # each tensor's target is the sparsity, hit up to one entry's rounding
+    assert_layers_match(metrics["layers"], tmp_path / "layer" / "model.pt")
+    for r in metrics["layers"]:
+        assert r["target"] == 0.9
+        assert r["measured"] == round(0.9 * r["numel"]) / r["numel"], r["tensor"]
 
 
 def test_the_method_and_its_options_are_in_the_resume_fingerprint(
@@ -508,6 +525,12 @@ def test_imp_reaches_each_target_exactly_and_writes_the_usual_files(straight):
         assert metrics["imp_round"] == rounds
         assert metrics["imp_rewind_epoch"] == 1
         assert metrics["imp_fraction"] == 0.5
+        # global over the weights: no per-tensor target; biases never pruned
+        assert_layers_match(metrics["layers"], out / f"s{t}" / "seed4" / "model.pt")
+        assert {r["target"] for r in metrics["layers"]} == {None}
+        assert [r["measured"] for r in metrics["layers"] if "bias" in r["tensor"]] == [
+            0.0
+        ]
         assert metrics["epochs"] == 2 + rounds  # all rounds up to this one
         assert metrics["steps"] == 5 * (2 + rounds)  # 320 images, batch 64
         assert [(r["round"], r["epoch"]) for r in metrics["history"]] == [
@@ -606,3 +629,286 @@ def test_an_imp_block_reaches_every_target_for_every_model(prepared, tmp_path):
 def test_bad_imp_settings_are_named(prepared, tmp_path, over, message):
     with pytest.raises(ValueError, match=message):
         _imp(prepared, tmp_path, **over)
+
+
+# ------------------------------------------------- IMP of contrastive methods
+
+PRETRAIN = {
+    "epochs": 2,
+    "batch_size": 64,  # 320 images: 5 steps per epoch
+    "lr": 0.05,
+    "momentum": 0.9,
+    "nesterov": False,
+    "weight_decay": 5e-4,
+    "eta_min_factor": 1e-3,
+    "temperature": 0.5,
+    "base_temperature": 0.07,
+    "augment": {
+        "scale": [0.2, 1.0],
+        "jitter": [0.4, 0.4, 0.4, 0.1],
+        "p_jitter": 0.8,
+        "p_gray": 0.2,
+    },
+}
+# pretrain_supcon's encoder.pt keys; an IMP encoder has these and IMP's
+ENCODER_KEYS = {"arch", "state_dict", "meta", "history", "steps", "wall_time_s",
+                "image_views_per_s", "sparsity_measured",
+                "projection_head_sparsity", "layers",
+                "projection_head_layers"}  # fmt: skip
+
+
+def _pretrain_imp(prepared: Path, out: Path, seeds=(4,), **over: Any):
+    kw: dict[str, Any] = dict(
+        data=prepared, seeds=list(seeds), arch=ARCH, hp=PRETRAIN, norm=NORM,
+        imp=IMP, settings=CPU,
+        encoder_outs={t: [out / f"s{t}" / f"seed{s}" / "encoder.pt" for s in seeds]
+                      for t in TARGETS},
+    )  # fmt: skip
+    kw.update(over)
+    return pretrain_imp(**kw)
+
+
+def _conv_total(state: dict[str, torch.Tensor]) -> int:
+    return sum(v.numel() for k, v in state.items() if k.endswith("weight")
+               and v.ndim == 4)  # fmt: skip
+
+
+def _conv_zeros(state: dict[str, torch.Tensor]) -> torch.Tensor:
+    return torch.cat([v.flatten() == 0 for k, v in state.items()
+                      if k.endswith("weight") and v.ndim == 4])  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def contrastive(prepared, tmp_path_factory) -> tuple[Path, dict[str, Any]]:
+    """One uninterrupted SCL IMP run, spied as ``straight``."""
+    out = tmp_path_factory.mktemp("scl-imp")
+    seen: dict[str, Any] = {"starts": [], "points": []}
+    real_train, real_capture = train_mod.train, train_mod.capture
+
+    def spy_train(run, *a: Any, **kw: Any):
+        seen["starts"].append({
+            "state": {k: v.clone() for k, v in run.net.state_dict().items()},
+            "weights": {n: m.weight.clone() for n, m in run.net.named_modules()
+                        if hasattr(m, "weight_mask")},
+            "epochs": a[2].epochs,
+            "lrs": [run.lr_at(e) for e in range(a[2].epochs)],
+        })  # fmt: skip
+        return real_train(run, *a, **kw)
+
+    def spy_capture(*a: Any, **kw: Any) -> dict[str, Any]:
+        point = real_capture(*a, **kw)
+        seen["points"].append(point)
+        return point
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(train_mod, "train", spy_train)
+    mp.setattr(train_mod, "capture", spy_capture)
+    try:
+        seen["states"] = _pretrain_imp(
+            prepared, out, settings={**CPU, "log_every_steps": 2},
+            curves_outs={t: [out / f"s{t}" / "seed4" / "encoder_curves.csv"]
+                         for t in TARGETS},
+            tensorboard_dirs=[out / "tb" / "seed4"],
+        )  # fmt: skip
+    finally:
+        mp.undo()
+    return out, seen
+
+
+def test_contrastive_imp_curves_have_every_round_and_no_accuracy(contrastive):
+    from tensorboard.backend.event_processing.event_accumulator import (
+        EventAccumulator,
+    )
+
+    from prunelens.curves import read_curves, tags
+
+    out, seen = contrastive
+    per_epoch = seen["states"][TARGETS[0]][0]["steps"] // 3  # 2 + 1 round
+    for t, rounds in zip(TARGETS, [1, 3], strict=True):
+        csv = read_curves(out / f"s{t}" / "seed4" / "encoder_curves.csv")
+        epochs = csv[csv["level"] == "epoch"]
+        assert list(epochs["round"]) == [0, 0, *range(1, rounds + 1)]
+        assert list(epochs["step"]) == [per_epoch * (i + 1) for i in range(2 + rounds)]
+        assert csv["acc"].isna().all()  # no classifier in pre-training
+    acc = EventAccumulator(str(out / "tb" / "seed4"), size_guidance={"scalars": 0})
+    acc.Reload()
+    assert sorted(acc.Tags()["scalars"]) == sorted(tags(accuracy=False))
+    assert [e.step for e in acc.Scalars("epoch/loss")] == [
+        per_epoch * (i + 1) for i in range(5)
+    ]
+
+
+def test_contrastive_imp_prunes_the_encoder_convs_to_each_target_exactly(
+    contrastive,
+):
+    out, seen = contrastive
+    assert [s["epochs"] for s in seen["starts"]] == [2, 1, 1, 1]
+    # the cosine schedule of the 2 pre-training epochs; a round goes on from 1
+    full = [cosine_lr(0.05, 5e-5, 2, e) for e in range(2)]
+    assert [s["lrs"] for s in seen["starts"]] == [full] + [full[1:]] * 3
+    zero_sets = []
+    for t, rounds in zip(TARGETS, [1, 3], strict=True):
+        state = torch.load(out / f"s{t}" / "seed4" / "encoder.pt", weights_only=False)
+        assert set(state) == ENCODER_KEYS | {
+            "imp_round", "imp_fraction", "imp_rewind_epoch"
+        }  # fmt: skip
+        assert state["meta"] == {"schedule": "imp", "sparsity": t, "seed": 4,
+                                 "objective": "supcon"}  # fmt: skip
+        assert (state["imp_round"], state["imp_fraction"]) == (rounds, 0.5)
+        assert state["imp_rewind_epoch"] == 1
+        sd, total = state["state_dict"], _conv_total(state["state_dict"])
+        zeros = _conv_zeros(sd)
+        assert int(zeros.sum()) == round(t / 100 * total)  # exactly the target
+        assert state["sparsity_measured"] == round(t / 100 * total) / total
+        assert state["projection_head_sparsity"] == 0.0  # never pruned
+        assert {(r["target"], r["measured"])
+                for r in state["projection_head_layers"]} == {(None, 0.0)}  # fmt: skip
+        # per tensor: the independent count; IMP's count is global, no targets
+        assert_layers_match(state["layers"], out / f"s{t}" / "seed4" / "encoder.pt")
+        assert {r["target"] for r in state["layers"]} == {None}
+        assert not any(k.endswith("_mask") or k.endswith("_orig") for k in sd)
+        assert state["steps"] == 5 * (2 + rounds)
+        assert [(r["round"], r["epoch"]) for r in state["history"]] == [
+            (0, 1), (0, 2), *((i, 2) for i in range(1, rounds + 1))
+        ]  # fmt: skip
+        assert state["image_views_per_s"] == pytest.approx(
+            2 * 320 * (2 + rounds) / state["wall_time_s"]
+        )
+        zero_sets.append(zeros)
+    assert torch.all(zero_sets[0] <= zero_sets[1])  # nested across targets
+    assert seen["states"][80][0]["sparsity_measured"] == state["sparsity_measured"]
+    assert not list(out.rglob("resume*.pt"))
+
+
+def test_contrastive_imp_rewinds_to_the_kept_encoder_and_never_masks_the_head(
+    contrastive,
+):
+    _, seen = contrastive
+    (kept,) = seen["points"]  # at the end of epoch 1 (rewind_epoch 1)
+    point, starts = kept["model"], seen["starts"]
+    masks = [k for k in starts[-1]["state"] if k.endswith("_mask")]
+    assert masks
+    assert all(k.startswith("encoder.") for k in masks)
+    assert not any(".weight_orig" in k for k in point if k.startswith("head."))
+    for start in starts[1:]:
+        for key, value in start["state"].items():
+            if not key.endswith("_mask"):  # head and BN statistics included
+                assert torch.equal(value, point[key]), key
+        for name, w in start["weights"].items():
+            mask = start["state"][f"{name}.weight_mask"]
+            orig = point[f"{name}.weight_orig"]
+            assert torch.equal(w[mask == 1], orig[mask == 1])  # the survivors
+            assert torch.all(w[mask == 0] == 0)
+    init = starts[0]["state"]
+    assert not torch.equal(init["head.net.0.weight"], point["head.net.0.weight"])
+
+
+def test_the_linear_head_of_an_imp_encoder_records_its_rounds(contrastive, prepared):
+    out, _ = contrastive
+    enc = out / "s50" / "seed4" / "encoder.pt"
+    head = {**HP, "epochs": 1, "cosine_eta_min": 1e-4}
+    (metrics,) = fit_linear_head(
+        data=prepared, encoders=[enc], seeds=[4], model_outs=[out / "m.pt"],
+        metrics_outs=[out / "m.json"], hp=head, augment_cfg=AUG, norm=NORM,
+        gmp={"begin": 1, "end": 5, "frequency": 1, "scope": "layerwise"},
+        sparsity=50, schedule="imp", settings=CPU,
+    )  # fmt: skip
+    assert (metrics["schedule"], metrics["method"]) == ("imp", "scl")
+    assert (metrics["imp_round"], metrics["imp_fraction"]) == (1, 0.5)
+    assert metrics["imp_rewind_epoch"] == 1
+    assert metrics["pretrain_steps"] == 5 * 3
+    encoder = torch.load(enc, weights_only=False)
+    assert metrics["encoder_sparsity"] == encoder["sparsity_measured"]
+    model, _ = load_model(out / "m.pt")
+    fc = model.fc.weight
+    assert int((fc == 0).sum()) == round(0.5 * fc.numel())  # head GMP: 50 %
+    assert metrics["sparsity_measured"] == pytest.approx(0.5, abs=1e-3)
+    # the encoder's targets are IMP's (none per tensor), the head's its GMP's
+    assert_layers_match(metrics["layers"], out / "m.pt")
+    targets = {r["tensor"]: r["target"] for r in metrics["layers"]}
+    assert targets.pop("fc.weight") == targets.pop("fc.bias") == 0.5
+    assert set(targets.values()) == {None}
+
+
+@pytest.mark.parametrize("saves", [2, 6])  # in round 0; in round 1
+def test_killed_contrastive_imp_resumes_to_the_same_encoders(
+    prepared, contrastive, tmp_path, monkeypatch, saves
+):
+    real = train_mod.save_resume
+    done = []
+
+    def save_then_maybe_stop(*a: Any, **kw: Any) -> None:
+        real(*a, **kw)
+        done.append(a[0].name)
+        if len(done) == saves:
+            raise InterruptedError("kill")
+
+    monkeypatch.setattr(train_mod, "save_resume", save_then_maybe_stop)
+    with pytest.raises(InterruptedError):
+        _pretrain_imp(prepared, tmp_path)
+    monkeypatch.setattr(train_mod, "save_resume", real)
+    assert (tmp_path / "s50" / "seed4" / "resume.imp.pt").exists()
+    _pretrain_imp(prepared, tmp_path)
+    out, _ = contrastive
+    for t in TARGETS:
+        a, b = (torch.load(o / f"s{t}" / "seed4" / "encoder.pt", weights_only=False)
+                for o in (out, tmp_path))  # fmt: skip
+        assert a["state_dict"].keys() == b["state_dict"].keys()
+        assert all(torch.equal(v, b["state_dict"][k])
+                   for k, v in a["state_dict"].items()), t  # fmt: skip
+        assert [r["loss"] for r in a["history"]] == [r["loss"] for r in b["history"]]
+    assert not list(tmp_path.rglob("resume*.pt"))
+
+
+def test_a_contrastive_imp_block_equals_its_solo_runs(prepared, tmp_path, monkeypatch):
+    # float64, as tests/test_blocks.py: the same masks, weights to 1e-10; on
+    # 128 of the images and one target (float64 convolutions are slow)
+    with np.load(prepared) as f:
+        small = {k: f[k][:128] if k.startswith("train_") else f[k] for k in f.files}
+    np.savez(tmp_path / "small.npz", **small)
+    normalize = augment.normalize
+    monkeypatch.setattr(
+        augment, "normalize", lambda x, m, s: normalize(x.double(), m, s)
+    )
+    torch.set_default_dtype(torch.float64)
+    try:
+        for seeds, where in (((4,), "solo"), ((6,), "solo"), ((4, 6), "block")):
+            outs = {50: [tmp_path / where / f"seed{s}.pt" for s in seeds]}
+            _pretrain_imp(tmp_path / "small.npz", tmp_path, seeds=seeds,
+                          encoder_outs=outs, objective="simclr")  # fmt: skip
+    finally:
+        torch.set_default_dtype(torch.float32)
+    for s in (4, 6):
+        solo, block = (torch.load(tmp_path / w / f"seed{s}.pt", weights_only=False)
+                       for w in ("solo", "block"))  # fmt: skip
+        assert block["meta"] == solo["meta"] == {
+            "schedule": "imp", "sparsity": 50, "seed": s, "objective": "simclr"
+        }  # fmt: skip
+        assert block["sparsity_measured"] == solo["sparsity_measured"]
+        assert block["steps"] == solo["steps"] == 2 * 3  # 128 images, batch 64
+        a, b = solo["state_dict"], block["state_dict"]
+        assert torch.equal(_conv_zeros(a), _conv_zeros(b)), s
+        for name, x in a.items():
+            if x.is_floating_point():
+                assert x.dtype == torch.float64, name
+                diff = (x - b[name]).abs().max()
+                assert diff <= 1e-10 * x.abs().max().clamp(min=1e-30), name
+
+
+@pytest.mark.parametrize(
+    ("over", "message"),
+    [
+        ({"objective": "byol"}, "unknown pre-training objective 'byol'"),
+        ({"encoder_outs": {100: ["e.pt"]}},
+         r"IMP sparsities must be percentages in 1..99, got \[100\]"),
+        ({"imp": {**IMP, "rewind_epoch": 2}},
+         r"imp.rewind_epoch must be an integer in \[0, 2\)"),
+        ({"encoder_outs": {50: ["a.pt", "b.pt"]}}, "need one output path per seed"),
+    ],
+)  # fmt: skip
+def test_bad_contrastive_imp_settings_are_named_before_training(
+    tmp_path, over, message
+):
+    absent = tmp_path / "absent.npz"  # never read: the settings fail first
+    with pytest.raises(ValueError, match=message):
+        _pretrain_imp(absent, tmp_path, **over)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import assert_layers_match
 from torch import nn
 
 from prunelens.models import load_model
@@ -90,6 +91,15 @@ def test_delayed_gmp_starts_late_and_reaches_its_target(delayed_encoder):
     assert state["sparsity_measured"] == pytest.approx(0.80, abs=0.005)
     assert state["steps"] == 15
     assert state["projection_head_sparsity"] == 0.0  # never pruned
+    # every encoder conv aims at 80 % (layer-wise); the head has no target
+    assert_layers_match(state["layers"], delayed_encoder[0])
+    assert {r["target"] for r in state["layers"]} == {0.8}
+    assert [r["tensor"] for r in state["projection_head_layers"]] == [
+        "net.0.weight", "net.0.bias", "net.2.weight", "net.2.bias"
+    ]  # fmt: skip
+    assert {(r["target"], r["measured"]) for r in state["projection_head_layers"]} == {
+        (None, 0.0)
+    }
 
 
 def test_linear_head_leaves_the_encoder_untouched(prepared, delayed_encoder, tmp_path):
@@ -115,6 +125,11 @@ def test_linear_head_leaves_the_encoder_untouched(prepared, delayed_encoder, tmp
     fc_zeros = float((model.fc.weight == 0).float().mean())
     assert fc_zeros == pytest.approx(0.8, abs=0.01)
     assert metrics["sparsity_measured"] == pytest.approx(0.8, abs=0.005)
+    # the encoder's targets come from encoder.pt, the head's from its GMP
+    assert_layers_match(metrics["layers"], tmp_path / "model.pt")
+    targets = {r["tensor"]: r["target"] for r in metrics["layers"]}
+    assert targets["fc.weight"] == targets["fc.bias"] == 0.8
+    assert {v for k, v in targets.items() if k.startswith("encoder.")} == {0.8}
 
 
 def test_scl_oneshot_prunes_encoder_and_head_together(prepared, tmp_path):

@@ -299,9 +299,9 @@ def test_the_default_config_with_simclr_is_valid(paper_config):
             "config key 'simclr.head.milestones': must be increasing, got [90, 60]",
         ),
         (
-            {"schedules.simclr": {"gmp": [50], "imp": [50]}},
-            "config key 'schedules.simclr.imp': not a schedule of method 'simclr': "
-            "IMP is implemented for sup only (prunelens.train.train_imp)",
+            {"schedules.simclr": {"gmp": [50], "imp": [50]}, "imp.rewind_epoch": 500},
+            "config key 'imp.rewind_epoch': 500 is not before the end of training "
+            "(simclr.pretrain.epochs = 500), so IMP has nothing to retrain",
         ),
     ],
 )

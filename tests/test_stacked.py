@@ -36,6 +36,7 @@ from typing import Any
 
 import pytest
 import torch
+from conftest import assert_layers_match
 from torch.nn.utils import prune
 
 from prunelens import augment
@@ -280,6 +281,11 @@ def test_block_equals_solo_runs_in_float32(prepared, tmp_path, sparsity):
         assert m.keys() == solo.keys()
         assert m["history"][0].keys() == solo["history"][0].keys()
         assert m["steps"] == solo["steps"] == 20
+        # a block records each model's tensors as its solo run does
+        assert [(r["tensor"], r["numel"], r["target"]) for r in m["layers"]] == [
+            (r["tensor"], r["numel"], r["target"]) for r in solo["layers"]
+        ]
+        assert_layers_match(m["layers"], tmp_path / "block" / f"seed{s}" / "model.pt")
         if sparsity == 0:
             assert rel <= 1e-3
         else:

@@ -2,25 +2,35 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
 from conftest import REPO, depth_arrays, metrics_json
 
 from prunelens.analysis import population_depth, population_qscores, split_summary
+from prunelens.claims import claims_html
 from prunelens.evaluate import write_predictions
 from prunelens.files import FileContractError
-from prunelens.runtime import write_json, write_npz
+from prunelens.runtime import write_csv, write_json, write_npz
 from prunelens.tables import (
+    SPARSITY_COLUMNS,
     depth_table,
     load_paper,
     pie_overlap,
     qscore_table,
+    read_sparsity,
     render_latex,
     render_markdown,
+    sparsity_flag_note,
+    sparsity_html,
+    sparsity_markdown,
+    sparsity_table,
     table1,
     table1_wide,
     table3,
+    write_table,
 )
 
 PAPER = load_paper(REPO / "workflow/resources/paper-tables.yaml")
@@ -253,3 +263,183 @@ def test_pie_overlap_counts_shared_examples(tmp_path):
     row = pie_overlap([cell]).iloc[0]
     assert (row["sup_pie"], row["scl_pie"], row["shared"]) == (3, 3, 2)
     assert row["iou"] == pytest.approx(0.5)
+
+
+# ---------------------------------------------------------------- per-tensor sparsity
+
+
+def _layers(tmp_path, name, layers):
+    """A metrics.json whose ``layers`` are (tensor, numel, target, measured)."""
+    p = tmp_path / f"{name}.json"
+    records = [
+        {"tensor": t, "numel": n, "target": tg, "measured": m} for t, n, tg, m in layers
+    ]
+    write_json(p, metrics_json(layers=records))
+    return p
+
+
+def _cell(schedule, metrics, sparsity=90):
+    return {"method": "sup", "schedule": schedule, "sparsity": sparsity,
+            "metrics": metrics}  # fmt: skip
+
+
+def test_the_sparsity_table_averages_seeds_and_flags_an_off_target_tensor(tmp_path):
+    # layer-wise cell, 2 seeds: the conv within 0.2 pp, the 10-entry bias of
+    # seed 1 at 80 %, 10 pp off; a global cell: no targets, its distribution
+    gmp = [
+        _layers(tmp_path, "g0", [("conv.weight", 1000, 0.9, 0.9),
+                                 ("fc.bias", 10, 0.9, 0.9)]),
+        _layers(tmp_path, "g1", [("conv.weight", 1000, 0.9, 0.902),
+                                 ("fc.bias", 10, 0.9, 0.8)]),
+    ]  # fmt: skip
+    glob = [
+        _layers(tmp_path, "o0", [("conv.weight", 1000, None, 0.95),
+                                 ("fc.bias", 10, None, 0.3)]),
+    ]  # fmt: skip
+    df = sparsity_table([_cell("gmp", gmp), _cell("oneshot", glob)])
+    assert df.columns.tolist() == SPARSITY_COLUMNS
+    conv, bias, oconv, obias = df.itertuples()
+    assert (conv.tensor, conv.numel, conv.target, conv.n_models) == (
+        "conv.weight", 1000, 0.9, 2
+    )  # fmt: skip
+    assert conv.measured == pytest.approx(0.901, abs=1e-12)
+    assert (conv.measured_min, conv.measured_max) == (0.9, 0.902)
+    assert conv.off_target_pp == pytest.approx(0.2, abs=1e-9)
+    assert not conv.flagged
+    assert bias.measured == pytest.approx(0.85, abs=1e-12)
+    assert bias.off_target_pp == pytest.approx(10, abs=1e-9)  # the worst seed
+    assert bias.flagged
+    for r in (oconv, obias):
+        assert np.isnan(r.target)
+        assert np.isnan(r.off_target_pp)
+        assert not r.flagged
+    note = sparsity_flag_note(df)
+    assert note == (
+        "1 tensor more than 0.5 pp off its target (worst model): "
+        "Sup / GMP / 90 %: fc.bias (10.00 pp)."
+    )
+    md = sparsity_markdown(df)
+    assert note in md
+    assert "**Sup / GMP / 90 % (2 models)**" in md
+    assert "| fc.bias | 10 | 90.00 | 85.00 | 80.00 | 90.00 | 10.00 **flagged** |" in md
+    assert "| conv.weight | 1000 | 90.00 | 90.10 | 90.00 | 90.20 | 0.20 |" in md
+    assert "Every tensor has a per-tensor target." in md
+    assert (
+        "No per-tensor target (global pruning, or none): measured sparsity of its "
+        "2 tensors min 30.00 %, median 62.50 %, max 95.00 %." in md
+    )
+    assert "| conv.weight | 1000 | – | 95.00 | 95.00 | 95.00 | – |" in md
+    html = sparsity_html(df)
+    # the flagged row (the bias, row 1), every cell of it, and only it shaded
+    style = html[html.index("<style") : html.index("</style>")]
+    assert "background-color: #ffcdd2" in style
+    assert set(re.findall(r"#T_sparsity_row(\d+)_col(\d+)", style)) == {
+        ("1", str(c)) for c in range(len(SPARSITY_COLUMNS) - 1)
+    }
+    assert "fc.bias (10.00 pp)" in html
+    write_csv(tmp_path / "sparsity.csv", df)
+    back = read_sparsity(tmp_path / "sparsity.csv")
+    pd.testing.assert_frame_equal(back, df, check_dtype=False)
+    assert sparsity_flag_note(back) == note
+
+
+def test_a_tensor_exactly_half_a_point_off_is_not_flagged(tmp_path):
+    # 0.905 - 0.9 is 0.5000000000000004 pp in floating point
+    edge = [_layers(tmp_path, "e", [("w", 1000, 0.9, 0.905), ("b", 10, 0.9, 0.9)])]
+    df = sparsity_table([_cell("gmp", edge)])
+    assert not df["flagged"].any()
+    assert sparsity_flag_note(df) == "No tensor is more than 0.5 pp off its target."
+    assert sparsity_table([_cell("gmp", edge)], tolerance_pp=0.4)["flagged"].any()
+
+
+def test_the_sparsity_table_refuses_disagreeing_or_missing_layers(tmp_path):
+    a = _layers(tmp_path, "a", [("w", 1000, 0.9, 0.9)])
+    b = _layers(tmp_path, "b", [("w", 1000, None, 0.9)])
+    with pytest.raises(FileContractError, match="b.json: its layers' tensors"):
+        sparsity_table([_cell("gmp", [a, b])])
+    old = tmp_path / "old.json"
+    write_json(old, metrics_json())
+    with pytest.raises(FileContractError, match="no per-tensor sparsity"):
+        sparsity_table([_cell("gmp", [old])])
+    bad = _layers(tmp_path, "bad", [("w", 0, 1.5, 0.9)])
+    with pytest.raises(FileContractError, match="numel is not a positive.*target"):
+        sparsity_table([_cell("gmp", [bad])])
+
+
+# ---------------------------------------------------------------- escaping
+
+# Every character that LaTeX or a Markdown pipe table treats specially.
+HOSTILE = "a_b % & # $ {x} ~ ^ \\ | c"
+TEX_ESCAPED = (
+    r"a\_b \% \& \# \$ \{x\} \textasciitilde{} \textasciicircum{} "
+    r"\textbackslash{} \textbar{} c"
+)
+
+
+def _unescaped_pipes(line: str) -> int:
+    """Pipes not preceded by an odd run of backslashes (GFM's cell ends)."""
+    return len(re.findall(r"(?<!\\)(?:\\\\)*\|", line))
+
+
+def _bare_tex(line: str) -> str:
+    """A tabular row with every escape sequence of the renderer removed."""
+    line = line.removesuffix(r" \\")
+    return re.sub(r"\\(?:[a-zA-Z]+)\{[^{}]*\}|\\[%&_#$\{\}]", "", line)
+
+
+def _check_tex(tex: str, n_columns: int) -> None:
+    body = tex.split(r"\hline")[1:-1]  # the header and the rows
+    rows = [ln for part in body for ln in part.strip().splitlines()]
+    assert rows
+    for row in rows:
+        bare = _bare_tex(row)
+        assert bare.count("&") == n_columns - 1, row  # only the separators
+        for ch in "%#$_^~{}\\|<>":
+            assert ch not in bare, (ch, row)
+    caption = re.search(r"\\caption\{(.*)\}$", tex, flags=re.M).group(1)
+    for ch in "%#$_^~&{}\\|<>":
+        assert ch not in _bare_tex(caption), (ch, caption)
+
+
+def test_markdown_and_latex_escape_every_special_character(tmp_path):
+    from prunelens.tables import _tex_escape
+
+    assert _tex_escape(HOSTILE) == TEX_ESCAPED
+    assert _tex_escape("±Δ") == r"\ensuremath{\pm}\ensuremath{\Delta}"  # no $$
+    df = pd.DataFrame({HOSTILE: [HOSTILE, "two\nlines ± Δ"], "n": [1, 2]})
+    md = render_markdown(df, "T")
+    header, rule, *body = md.splitlines()[2:]
+    assert rule == "|---|---|"
+    for line in (header, *body):
+        assert _unescaped_pipes(line) == 3, line
+    assert header == r"| a_b % & # $ {x} ~ ^ \\ \| c | n |"
+    assert body[1] == "| two lines ± Δ | 2 |"
+    tex = render_latex(df, f"cap {HOSTILE}", "tab:x")
+    _check_tex(tex, 2)
+    assert f"{TEX_ESCAPED} & 1 \\\\" in tex
+    assert r"two lines \ensuremath{\pm} \ensuremath{\Delta} & 2" in tex
+
+
+def test_every_table_writer_escapes_hostile_labels(tmp_path):
+    # write_table is what Tables 1, 3-6, pie_overlap and the claims write with
+    long = pd.DataFrame({"method": [HOSTILE], "value": [1.5]})
+    wide = pd.DataFrame({HOSTILE: [HOSTILE], "Acc %": ["1.00 ± 0.10"]})
+    out = {ext: tmp_path / f"t.{ext}" for ext in ("csv", "md", "tex")}
+    write_table(long, wide, **out, title=HOSTILE, label="tab:t", note=HOSTILE)
+    pd.testing.assert_frame_equal(pd.read_csv(out["csv"]), long)
+    header, _, row = out["md"].read_text().splitlines()[2:5]
+    assert _unescaped_pipes(header) == _unescaped_pipes(row) == 3
+    _check_tex(out["tex"].read_text(), 2)
+    # the sparsity table: a hostile tensor name in every layout
+    m = _layers(tmp_path, "h", [(HOSTILE, 10, 0.5, 0.5)])
+    df = sparsity_table([_cell("gmp", [m], 50)])
+    rows = [ln for ln in sparsity_markdown(df).splitlines() if ln.startswith("| ")]
+    assert {_unescaped_pipes(ln) for ln in rows} == {8}
+    html = sparsity_html(df.assign(tensor="<b>&</b>"))
+    assert "&lt;b&gt;&amp;&lt;/b&gt;" in html
+    assert "<b>&</b>" not in html
+    # the claims' HTML (the report's front page)
+    claims = claims_html(pd.DataFrame({"<i>": ["a<b>&"], "Verdict": ["holds"]}), "<c>")
+    assert "a&lt;b&gt;&amp;" in claims
+    assert "&lt;i&gt;" in claims
+    assert "&lt;c&gt;" in claims

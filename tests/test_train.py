@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import assert_layers_match
 
 from prunelens.models import load_model
 from prunelens.train import TrainingDiverged, oneshot_finetune, train_supervised
@@ -68,6 +69,12 @@ def test_gmp_training_reaches_its_sparsity_and_writes_metrics(prepared, tmp_path
     model, meta = load_model(tmp_path / "model.pt")
     assert meta["sparsity"] == 70
     assert not any("mask" in k for k in model.state_dict())
+    # layer-wise GMP: every conv weight, linear weight and bias aims at 70 %
+    assert_layers_match(saved["layers"], tmp_path / "model.pt")
+    assert len(saved["layers"]) == 9 + 2  # WRN-10-1's convs, fc weight and bias
+    assert {r["target"] for r in saved["layers"]} == {0.7}
+    big = [r for r in saved["layers"] if r["numel"] >= 1000]
+    assert all(abs(r["measured"] - 0.7) < 0.005 for r in big)
 
 
 def test_oneshot_prunes_globally_and_keeps_masks_while_finetuning(prepared, tmp_path):
@@ -89,6 +96,13 @@ def test_oneshot_prunes_globally_and_keeps_masks_while_finetuning(prepared, tmp_
         settings={"device": "cpu"},
     )
     assert abs(metrics["sparsity_measured"] - 0.90) <= 0.005
+    # global: no per-tensor target, the layers end at different sparsities
+    assert_layers_match(metrics["layers"], out / "model.pt")
+    assert {r["target"] for r in metrics["layers"]} == {None}
+    assert len({r["measured"] for r in metrics["layers"]}) > 1
+    dense_layers = json.loads((dense / "metrics.json").read_text())["layers"]
+    assert_layers_match(dense_layers, dense / "model.pt")
+    assert {(r["target"], r["measured"]) for r in dense_layers} == {(None, 0.0)}
 
 
 def test_nan_loss_stops_with_a_clear_error(prepared, tmp_path):

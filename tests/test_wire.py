@@ -51,8 +51,8 @@ def error(*overlays) -> str:
 def test_every_method_gets_the_post_training_schedules():
     assert METHOD_SCHEDULES == {
         "sup": ("gmp", "oneshot", "random", "imp"),
-        "scl": ("gmp", "delayed_gmp", "oneshot", "random"),
-        "simclr": ("gmp", "delayed_gmp", "oneshot", "random"),
+        "scl": ("gmp", "delayed_gmp", "oneshot", "random", "imp"),
+        "simclr": ("gmp", "delayed_gmp", "oneshot", "random", "imp"),
     }
     grid = Grid.from_config(merged(NEW_SCHEDULES))
     assert grid.sparsities("sup", "imp") == (50, 80)
@@ -88,9 +88,19 @@ def test_the_default_config_and_the_new_schedules_pass():
             "'sup': delayed GMP is for SCL only (paper §3)",
         ),
         (
-            {"schedules": {"scl": {"imp": [50]}}},
-            "config key 'schedules.scl.imp': not a schedule of method 'scl': IMP "
-            "is implemented for sup only (prunelens.train.train_imp)",
+            {"schedules": {"scl": {"imp": [50]}}, "imp": {"rewind_epoch": 500}},
+            "config key 'imp.rewind_epoch': 500 is not before the end of training "
+            "(scl.pretrain.epochs = 500), so IMP has nothing to retrain",
+        ),
+        (
+            {
+                "methods": ["scl", "simclr"],
+                "schedules": {"scl": {"imp": [50, 80]}, "simclr": {"imp": [50]}},
+            },
+            "config key 'schedules.simclr.imp': [50] differs from "
+            "schedules.scl.imp = [50, 80]; rule pretrain_imp writes the IMP encoders "
+            "of every contrastive method with one output list, so both must list "
+            "the same sparsities",
         ),
         (
             {"schedules": {"sup": {"magnitude": [50]}}},
@@ -134,6 +144,12 @@ def test_a_nonsense_combination_is_one_line_naming_the_key(overlay, message):
 
 def test_imp_rewinding_is_checked_only_when_imp_is_run():
     check(merged({"imp": {"rewind_epoch": 500}}), SCHEMA)
+    # SimCLR's IMP is not run when simclr is not in methods (the default)
+    only_listed = {"schedules": {"simclr": {"imp": [50]}}, "imp": {"rewind_epoch": 500}}
+    check(merged(only_listed), SCHEMA)
+    # nor do lists differ then
+    check(merged({"schedules": {"scl": {"imp": [50, 80]}, "simclr": {"imp": [50]}}}),
+          SCHEMA)  # fmt: skip
 
 
 @pytest.mark.slow
@@ -172,7 +188,9 @@ def test_the_new_schedules_dry_run_to_all(tmp_path):
         "table5": 1,
         "table6": 1,
         "pie_overlap": 1,
+        "sparsity_table": 1,
         **{f"fig{n}": 1 for n in range(1, 8)},
+        "fig_curves": 1,
     }, out
     # random cells reuse prune_oneshot: its own paths, a pruner without options
     random_jobs = re.findall(
@@ -185,9 +203,86 @@ def test_the_new_schedules_dry_run_to_all(tmp_path):
     assert sorted(imp[0].split(", ")) == sorted(
         f"results/models/sup/imp/s{s}/seed{seed}/{f}"
         for s in (50, 80)
-        for f in ("model.pt", "metrics.json")
+        for f in ("model.pt", "metrics.json", "curves.csv")
         for seed in [int(re.search(r"seed(\d)", imp[0]).group(1))]
     )
+
+
+# IMP for the contrastive methods: SCL and SimCLR next to the tiny grid's cells.
+CONTRASTIVE_IMP = {
+    "methods": ["sup", "scl", "simclr"],
+    "schedules": {"scl": {"imp": [50, 80]}, "simclr": {"imp": [50, 80]}},
+    "imp": {"rewind_epoch": 1},
+}
+# 2 seeds; per contrastive method: dense, gmp50, delayed_gmp50, oneshot50,
+# imp50, imp80; Sup: dense, gmp50, oneshot50
+ONE_PER_JOB = {
+    "train_supervised": 4,
+    "pretrain_supcon": 12,  # (dense, gmp, delayed) x 2 methods x 2 seeds
+    "pretrain_imp": 4,  # one job per method and seed writes s50 and s80
+    "fit_linear_head": 20,  # (dense, gmp, delayed, imp50, imp80) x 2 x 2
+    "prune_oneshot": 6,
+}
+ANALYSIS = {
+    "predict": 15,
+    "probe_depth": 15,
+    "score_q": 15,
+    "vote_pies": 12,
+    **dict.fromkeys(["all", "prepare_cifar10", "embed_umap", "claims"], 1),
+    **dict.fromkeys(["pie_overlap", "sparsity_table"], 1),
+    **{f"table{n}": 1 for n in (1, 3, 4, 5, 6)},
+    **{f"fig{n}": 1 for n in range(1, 8)},
+    "fig_curves": 1,
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("per_job", [1, 2])
+def test_contrastive_imp_dry_runs_to_all(tmp_path, per_job):
+    archive = tmp_path / "a.tar.gz"
+    make_synthetic_images_archive(archive, n_train_per_class=2, n_test_per_class=1)
+    overlay = tmp_path / "o.yaml"
+    cfg = {**TINY, "data": {**TINY["data"], "images_archive": str(archive)}}
+    overlay.write_text(yaml.safe_dump({**cfg, "seeds_per_job": per_job}))
+    extra = tmp_path / "imp.yaml"
+    extra.write_text(yaml.safe_dump(CONTRASTIVE_IMP))
+    proc = run_snakemake(
+        tmp_path, "-n", "all", configfiles=[REPO / "config.yaml", overlay, extra]
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    training = {  # seeds 0 and 1 make one block: its rules, half the jobs
+        (k if per_job == 1 else f"{k}_seeds0_1"): n // per_job
+        for k, n in ONE_PER_JOB.items()
+    }
+    assert job_counts(proc.stdout) == {**training, **ANALYSIS}, out[-3000:]
+    rule = "pretrain_imp" if per_job == 1 else "pretrain_imp_seeds0_1"
+    jobs = re.findall(
+        rf"rule {rule}:\n(?:    .*\n)*?    output: (.*)\n(?:    .*\n)*?"
+        r"    resources: .*runtime=(\d+)",
+        proc.stdout,
+    )
+    seeds = [[0], [1]] if per_job == 1 else [[0, 1]]
+    assert sorted(sorted(o.split(", ")) for o, _ in jobs) == sorted(
+        sorted(
+            f"results/models/{m}/imp/s{s}/seed{seed}/encoder.pt"
+            for s in (50, 80)
+            for seed in block
+        )
+        for m in ("scl", "simclr")
+        for block in seeds
+    )
+    # the dense 2 pre-training epochs, then 9 rounds (fraction 0.2 to 80 %)
+    # of epoch 2: 11 epochs of 50,000 images at 15 s per 1,000 on a CPU
+    assert {int(r) for _, r in jobs} == {int(10 + per_job * 11 * 50 * 15 / 60)}
+    # every IMP encoder gets its linear head
+    head = "fit_linear_head" if per_job == 1 else "fit_linear_head_seeds0_1"
+    assert "results/models/simclr/imp/s80/seed1/model.pt" in proc.stdout
+    assert re.search(
+        rf"rule {head}:\n    input: results/data/cifar10.npz, "
+        r"results/models/scl/imp/s50/seed0/encoder.pt",
+        proc.stdout,
+    ), out[-3000:]
 
 
 # ------------------------------------------------ tables and figures, absent cells
@@ -294,6 +389,52 @@ def test_table1_shows_the_new_schedules_as_columns(tmp_path):
     assert [c for c in wide.columns if c != "Sparsity %"][0].startswith("Sup / Random")
     assert any(c.startswith("Sup / IMP") for c in wide.columns)
     assert not any("GMP" in c for c in wide.columns)
+
+
+def test_table1_and_table6_columns_are_the_groups_each_method_trains():
+    from prunelens.tables import depth_wide, table1_wide
+
+    # Sup GMP; SCL and SimCLR IMP only: no SCL / GMP or SimCLR / GMP columns
+    cells = [("sup", "dense", 0), ("sup", "gmp", 50), ("scl", "dense", 0),
+             ("scl", "imp", 50), ("simclr", "dense", 0),
+             ("simclr", "imp", 50)]  # fmt: skip
+    nan = float("nan")
+    long = pd.DataFrame(
+        [
+            {"method": m, "schedule": sc, "sparsity": s, "pie": 3, "acc_mean": 0.5,
+             "acc_std": 0.0, "paper_pie": nan, "paper_acc_mean": nan,
+             "paper_acc_std": nan, "pie_ci_low": nan, "pie_ci_high": nan,
+             "pie_half": nan}
+            for m, sc, s in cells
+        ]
+    )  # fmt: skip
+    groups = ["Sup / GMP", "SCL / IMP", "SimCLR / IMP"]
+    assert list(table1_wide(long).columns) == ["Sparsity %"] + [
+        f"{g} {c}" for g in groups for c in ("PIE", "half", "Acc %")
+    ]
+    depth = pd.DataFrame(
+        [
+            {"definition": "corti", "method": m, "group": g, "sparsity": s,
+             **{f"{p}{part}{q}": 1.0 for part in ("pie", "non_pie")
+                for p, q in (("", "_mean"), ("", "_std"), ("paper_", ""),
+                             ("paper_", "_std"))}}
+            for m, g, s in [("sup", "gmp", 0), ("sup", "gmp", 50), ("scl", "imp", 0),
+                            ("scl", "imp", 50), ("simclr", "imp", 50)]
+        ]
+    )  # fmt: skip
+    assert list(depth_wide(depth, "corti").columns) == ["Sparsity %"] + [
+        f"{g} {c}" for g in groups for c in ("PIE", "non-PIE")
+    ]
+
+
+def test_figure7_compares_sup_and_scl_only(tmp_path):
+    from prunelens.paper import fig_pies_by_class
+
+    pies = {f"{m}_imp_s50": _pie_csv(tmp_path / f"{m}.csv") for m in ("sup", "scl")}
+    rows = [("50%", [("sup", "imp", 50), ("scl", "imp", 50), ("simclr", "imp", 50)])]
+    with pytest.raises(ValueError, match="Figure 7 compares Sup and SCL; got a SimCLR"):
+        fig_pies_by_class(pies, rows=rows, title="Figure 7: PIEs",
+                          pdf=tmp_path / "f.pdf", png=tmp_path / "f.png")  # fmt: skip
 
 
 def _pie_csv(path, n=20, pies=(1, 5)):

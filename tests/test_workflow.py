@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from conftest import REPO, job_counts, run_snakemake
+from conftest import REPO, job_counts, run_snakemake, zeros_per_tensor
 from PIL import Image
 from pypdf import PdfReader
 
@@ -85,6 +85,52 @@ def test_every_table_has_its_rows_and_columns(tiny_run):
     for ext in ("md", "tex"):
         for name in ("table1", "table3", "table4", "table5", "table6", "pie_overlap"):
             assert (tables / f"{name}.{ext}").stat().st_size > 100
+
+
+def test_the_sparsity_table_counts_every_tensor_of_every_cell(tiny_run):
+    work, _, _ = tiny_run
+    tables = work / "results/tables"
+    sp = pd.read_csv(tables / "sparsity.csv")
+    assert list(sp.columns) == [
+        "method", "schedule", "sparsity", "tensor", "numel", "target", "measured",
+        "measured_min", "measured_max", "n_models", "off_target_pp", "flagged",
+    ]  # fmt: skip
+    t1 = pd.read_csv(tables / "table1.csv")
+    cells = list(zip(t1["method"], t1["schedule"], t1["sparsity"], strict=True))
+    keys = zip(sp["method"], sp["schedule"], sp["sparsity"], strict=True)
+    assert list(dict.fromkeys(keys)) == cells
+    assert (sp["n_models"] == 2).all()
+    # the mean over the two seeds equals an independent count from model.pt
+    for (m, sc, s), group in sp.groupby(["method", "schedule", "sparsity"]):
+        seeds = [
+            zeros_per_tensor(work / f"results/models/{m}/{sc}/s{s}/seed{i}/model.pt")
+            for i in (0, 1)
+        ]
+        assert group["tensor"].tolist() == list(seeds[0])
+        for r in group.itertuples():
+            one, two = (z[r.tensor][1] for z in seeds)
+            assert r.measured == pytest.approx((one + two) / 2, abs=1e-12)
+            assert (r.measured_min, r.measured_max) == (min(one, two), max(one, two))
+        # layer-wise GMP (the tiny config) sets targets; global One-Shot none
+        targets = set(group["target"].dropna())
+        assert targets == ({0.5} if sc in ("gmp", "delayed_gmp") else set())
+    dense = sp[sp["schedule"] == "dense"]
+    assert (dense["measured"] == 0).all()
+    assert not dense["flagged"].any()
+    assert sp["off_target_pp"].notna().sum() > 0
+    assert (sp["flagged"] == (sp["off_target_pp"] > 0.5)).all()
+    md = (tables / "sparsity.md").read_text()
+    flag = (
+        "No tensor is more than 0.5 pp off its target."
+        if not sp["flagged"].any()
+        else f"{int(sp['flagged'].sum())} tensors more than 0.5 pp off"
+    )
+    assert flag in md
+    assert "**Sup / One-Shot / 50 % (2 models)**" in md
+    assert "No per-tensor target (global pruning, or none)" in md
+    assert f"| {sp['tensor'].iloc[0]} | {sp['numel'].iloc[0]} |" in md
+    assert flag in (tables / "claims.md").read_text()
+    assert "<table" in (tables / "sparsity.html").read_text()
 
 
 def test_the_claims_table_has_every_claim(tiny_run):
@@ -201,6 +247,7 @@ def test_report_is_one_html_file(tiny_run):
     assert "Training curves" in html  # the fig_curves category
     # the front page opens with the claims, verdicts coloured
     assert "Which claims hold" in html
+    assert "Per-tensor sparsity" in html  # sparsity.html and its caption
     assert "too few models" in html
 
 
@@ -234,6 +281,7 @@ def test_changing_one_gmp_value_reruns_exactly_its_dependants(tiny_run):
         "table5": 1,
         "table6": 1,
         "pie_overlap": 1,
+        "sparsity_table": 1,
         "fig1": 1,
         "fig2": 1,
         "fig3": 1,

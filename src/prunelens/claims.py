@@ -19,6 +19,7 @@ same-size pruned population, against PIEs between the two dense halves.
 
 from __future__ import annotations
 
+import html
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -709,11 +710,13 @@ def claims_html(wide: pd.DataFrame, caption: str) -> str:
     """The claims as one HTML table, each verdict cell coloured."""
     styler = (
         wide.style.hide(axis="index")
+        .format(escape="html")
+        .format_index(escape="html", axis=1)
         .map(
             lambda v: f"background-color: {VERDICT_COLOURS.get(v, 'transparent')}",
             subset=["Verdict"],
         )
-        .set_caption(caption)
+        .set_caption(html.escape(caption))
         .set_table_styles(
             [
                 {"selector": "", "props": "border-collapse: collapse; font-size: 80%"},

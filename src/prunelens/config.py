@@ -25,7 +25,9 @@ from prunelens.study import (
     GMP_LOOP,
     GMP_SECTION,
     HEAD_GMP_SECTION,
+    IMP_LOOP,
     METHOD_SCHEDULES,
+    PRETRAIN_OBJECTIVE,
     SPLIT_SIZES,
     UNSUPPORTED_SCHEDULES,
     Grid,
@@ -249,11 +251,28 @@ def _schedule_checks(config: Mapping[str, Any]) -> str | None:
                 f"method '{method}': {why}"
             )
     grid = Grid.from_config(config)
-    rewind, epochs = config["imp"]["rewind_epoch"], config["sup"]["epochs"]
-    if grid.has("sup", "imp") and rewind >= epochs:
+    rewind = config["imp"]["rewind_epoch"]
+    for method, loop_key in IMP_LOOP.items():
+        loop = config
+        for k in loop_key:
+            loop = loop[k]
+        epochs = loop["epochs"]
+        if grid.has(method, "imp") and rewind >= epochs:
+            return (
+                f"config key 'imp.rewind_epoch': {rewind} is not before the end of "
+                f"training ({'.'.join(loop_key)}.epochs = {epochs}), so IMP has "
+                "nothing to retrain"
+            )
+    imp_lists = {
+        m: grid.sparsities(m, "imp") for m in PRETRAIN_OBJECTIVE if grid.has(m, "imp")
+    }
+    if len(set(imp_lists.values())) > 1:
+        (m0, s0), (m1, s1) = imp_lists.items()
         return (
-            f"config key 'imp.rewind_epoch': {rewind} is not before the end of "
-            f"training (sup.epochs = {epochs}), so IMP has nothing to retrain"
+            f"config key 'schedules.{m1}.imp': {list(s1)} differs from "
+            f"schedules.{m0}.imp = {list(s0)}; rule pretrain_imp writes the IMP "
+            "encoders of every contrastive method with one output list, so both "
+            "must list the same sparsities"
         )
     return None
 

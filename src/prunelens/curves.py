@@ -117,11 +117,15 @@ class Curves:
     Opened lazily: the first write deletes the event files an earlier run of
     the job left (a rerun or a resumed job rewrites the whole curve: see
     :meth:`write`). ``offset`` is added to the loop's step (IMP: the steps
-    of the finished rounds). No directories: every call is a no-op.
+    of the finished rounds); ``accuracy``: whether the training has one (the
+    default of :meth:`write`). No directories: every call is a no-op.
     """
 
-    def __init__(self, dirs: Sequence[str | Path] | None = None):
+    def __init__(
+        self, dirs: Sequence[str | Path] | None = None, accuracy: bool = True
+    ) -> None:
         self.dirs = [Path(d) for d in dirs or ()]
+        self.accuracy = accuracy
         self.offset = 0
         self._writers: list[Any] | None = None
 
@@ -142,15 +146,16 @@ class Curves:
         self,
         steps: Sequence[Sequence[Row]],
         epochs: Sequence[Sequence[Row]],
-        accuracy: bool = True,
+        accuracy: bool | None = None,
     ) -> None:
         """Write step and epoch rows (as in ``History``), per model: the
         rows of a logging point, or those a resumed job recorded earlier. A
         None or NaN scalar is not written."""
         if not self.dirs:
             return
+        acc = self.accuracy if accuracy is None else accuracy
         for writer, s, e in zip(self._open(), steps, epochs, strict=True):
-            for r in curve_rows(s, e, accuracy):
+            for r in curve_rows(s, e, acc):
                 prefix = "train" if r["level"] == "step" else "epoch"
                 for name in SCALARS:
                     v = r[name]

@@ -44,6 +44,7 @@ __all__ = [
     "load_depth",
     "load_embeddings",
     "load_encoder",
+    "load_layers",
     "load_metrics",
     "load_model",
     "load_pie",
@@ -503,6 +504,39 @@ def load_metrics(path: PathLike) -> dict[str, Any]:
             )
     p.raise_any()
     return metrics
+
+
+def load_layers(path: PathLike) -> list[dict[str, Any]]:
+    """A model's ``metrics.json`` ``layers`` (README), checked: per prunable
+    tensor a name, ``numel`` > 0, ``target`` null or in [0, 1] and
+    ``measured`` in [0, 1]. A file written before ``layers`` was recorded
+    is refused, with the command that rebuilds it."""
+    metrics = load_metrics(path)
+    layers = metrics.get("layers")
+    p = _Problems(path, None)
+    if not p.check(
+        isinstance(layers, list) and layers,
+        "no per-tensor sparsity (layers; older files lack it)",
+    ):
+        p.raise_any()
+    for i, r in enumerate(layers):
+        ok = isinstance(r, dict) and {"tensor", "numel", "target", "measured"} <= set(r)
+        if not p.check(ok, f"layers[{i}] is not a tensor record"):
+            continue
+        p.check(isinstance(r["tensor"], str), f"layers[{i}].tensor is not a string")
+        p.check(
+            isinstance(r["numel"], int) and not isinstance(r["numel"], bool)
+            and r["numel"] > 0,
+            f"layers[{i}].numel is not a positive integer",
+        )  # fmt: skip
+        for key in ("target", "measured"):
+            v = r[key]
+            if v is None and key == "target":
+                continue
+            if p.check(_is_number(v), f"layers[{i}].{key} is not a number"):
+                p.within(f"layers[{i}].{key}", v, 0, 1)
+    p.raise_any()
+    return layers
 
 
 # ------------------------------------------------------------- predictions

@@ -221,6 +221,12 @@ def fig_pies_by_class(
     for row_label, panels in rows:
         drawn = []
         for method, schedule, s in panels:
+            if method not in ("sup", "scl"):
+                # its panel would show the Sup-versus-SCL counts under its name
+                raise ValueError(
+                    f"{title.split(':')[0]} compares Sup and SCL; got a "
+                    f"{METHOD_LABELS[method]} panel"
+                )
             sup = tables[f"sup_{schedule}_s{s}"]
             scl = tables[f"scl_{schedule}_s{s}"]
             iou = overlap_iou(sup, scl)

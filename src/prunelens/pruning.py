@@ -5,11 +5,13 @@
   ``begin`` and ``end``), each event removing a fraction of the *remaining*
   weights: layer-wise by default (as the authors), global as an option.
 * One-Shot: one global L1 prune of every conv weight and linear weight/bias.
+* Per-tensor accounting: :func:`layer_sparsity`, each prunable tensor's
+  target (where the method sets one per tensor) and measured sparsity.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -26,10 +28,12 @@ __all__ = [
     "gmp_fractions",
     "gmp_targets",
     "install_masks",
+    "layer_sparsity",
     "make_permanent",
     "measured_sparsity",
     "prune_global",
     "prune_targets",
+    "tensor_names",
 ]
 
 
@@ -201,3 +205,50 @@ def measured_sparsity(model: nn.Module) -> float:
             zeros += int((w == 0).sum())
             total += w.numel()
     return zeros / total if total else 0.0
+
+
+def _named(model: nn.Module, **which: bool) -> list[tuple[str, nn.Module, str]]:
+    """(state_dict name, module, tensor name) of each of ``prune_targets``."""
+    names = {id(m): n for n, m in model.named_modules()}
+    return [
+        (f"{names[id(m)]}.{n}" if names[id(m)] else n, m, n)
+        for m, n in prune_targets(model, **which)
+    ]
+
+
+def tensor_names(model: nn.Module, **which: bool) -> list[str]:
+    """The ``prune_targets`` of ``model`` (``which``: its convs/linears
+    switches) by their names in ``model.state_dict()`` once masks are baked in,
+    e.g. ``blocks.0.conv1.weight``."""
+    return [name for name, _, _ in _named(model, **which)]
+
+
+@torch.no_grad()
+def layer_sparsity(
+    model: nn.Module, targets: Mapping[str, float] | None = None
+) -> list[dict[str, Any]]:
+    """Per prunable tensor of ``model`` (every conv weight, linear weight and
+    bias, in module order): ``tensor`` (its state_dict name), ``numel``,
+    ``target`` and ``measured`` (zeros / numel of the effective weight, so
+    masks may be installed or baked in).
+
+    ``targets``: the sparsity a method aimed each tensor at, by name; a tensor
+    not in it gets ``target`` None: no per-tensor target (global pruning,
+    where only the total is set, or no pruning at all).
+    """
+    targets = targets or {}
+    unknown = sorted(set(targets) - set(tensor_names(model)))
+    if unknown:
+        raise ValueError(f"targets name no prunable tensor: {', '.join(unknown)}")
+    out = []
+    for name, module, attr in _named(model):
+        w = getattr(module, attr)  # the masked tensor while masks are installed
+        out.append(
+            {
+                "tensor": name,
+                "numel": w.numel(),
+                "target": targets.get(name),
+                "measured": int((w == 0).sum()) / w.numel(),
+            }
+        )
+    return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -10,7 +11,13 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from prunelens.files import contract_error, load_pie, load_scores, same_examples
+from prunelens.files import (
+    contract_error,
+    load_layers,
+    load_pie,
+    load_scores,
+    same_examples,
+)
 from prunelens.pie import TieBreak, overlap_iou, pie_class_counts
 from prunelens.runtime import atomic_path
 from prunelens.study import (
@@ -19,13 +26,20 @@ from prunelens.study import (
     METHODS,
     PAPER_GROUPS,
     PRUNED_SCHEDULES,
+    SCHEDULE_LABELS,
+    SPARSITY_TOLERANCE_PP,
 )
 
 __all__ = [
     "GROUP_LABELS",
     "absent_note",
     "render_latex",
+    "read_sparsity",
     "render_markdown",
+    "sparsity_flag_note",
+    "sparsity_html",
+    "sparsity_markdown",
+    "sparsity_table",
     "table1",
     "write_table",
 ]
@@ -269,8 +283,9 @@ def table1_wide(df: pd.DataFrame) -> pd.DataFrame:
     Each cell reads ``ours (paper)``; the dense row is repeated in each group
     of its method, as in the paper.
     """
-    groups = [g for g in GROUP_LABELS if g[0] in set(df["method"])]
-    groups = [g for g in groups if (df["schedule"] == g[1]).any()]
+    # the groups with rows: a method's schedule, not another method's
+    trained = set(zip(df["method"], df["schedule"], strict=True))
+    groups = [g for g in GROUP_LABELS if g in trained]
     sparsities = sorted(set(df["sparsity"]))
     out = pd.DataFrame({"Sparsity %": sparsities})
     for method, schedule in groups:
@@ -303,28 +318,59 @@ def table1_wide(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def _md_cell(v: Any) -> str:
+    """One pipe-table cell on one line, pipes escaped (an unescaped one ends
+    the cell) and backslashes doubled (so none can unescape a pipe)."""
+    text = " ".join(str(v).splitlines())
+    return text.replace("\\", "\\\\").replace("|", "\\|")
+
+
 def render_markdown(df: pd.DataFrame, title: str, note: str = "") -> str:
-    head = "| " + " | ".join(df.columns) + " |"
+    head = "| " + " | ".join(_md_cell(c) for c in df.columns) + " |"
     rule = "|" + "|".join("---" for _ in df.columns) + "|"
-    body = ["| " + " | ".join(str(v) for v in row) + " |" for row in df.to_numpy()]
+    body = ["| " + " | ".join(_md_cell(v) for v in row) + " |" for row in df.to_numpy()]
     text = [f"**{title}**", "", head, rule, *body]
     if note:
         text += ["", note]
     return "\n".join(text) + "\n"
 
 
+# LaTeX's special characters, and the non-ASCII ones the tables use that
+# pdflatex's utf8 input does not know (math in \ensuremath, so two in a row
+# never make a ``$$``); newlines would end a tabular row's paragraph.
+_TEX = {
+    "\\": r"\textbackslash{}",
+    "%": r"\%",
+    "&": r"\&",
+    "_": r"\_",
+    "#": r"\#",
+    "$": r"\$",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    # OT1, LaTeX's default font encoding, prints these three as other glyphs
+    "|": r"\textbar{}",
+    "<": r"\textless{}",
+    ">": r"\textgreater{}",
+    "\n": " ",
+    "\r": " ",
+    "±": r"\ensuremath{\pm}",
+    "Δ": r"\ensuremath{\Delta}",
+    "×": r"\ensuremath{\times}",
+    "−": r"\ensuremath{-}",
+    "∩": r"\ensuremath{\cap}",
+    "‖": r"\textbardbl{}",
+    "₁": r"\textsubscript{1}",
+    "§": r"\S{}",
+    "·": r"\textperiodcentered{}",
+}
+_TEX_SPECIAL = re.compile("|".join(map(re.escape, _TEX)))
+
+
 def _tex_escape(s: str) -> str:
-    for a, b in (
-        ("\\", r"\textbackslash{}"),
-        ("%", r"\%"),
-        ("&", r"\&"),
-        ("_", r"\_"),
-        ("#", r"\#"),
-        ("±", r"$\pm$"),
-        ("Δ", r"$\Delta$"),
-    ):
-        s = s.replace(a, b)
-    return s
+    """``s`` as LaTeX text, in one pass (an escape is never escaped again)."""
+    return _TEX_SPECIAL.sub(lambda m: _TEX[m.group()], s)
 
 
 def render_latex(df: pd.DataFrame, caption: str, label: str) -> str:
@@ -594,11 +640,9 @@ def depth_table(
 def depth_wide(df: pd.DataFrame, definition: str) -> pd.DataFrame:
     sel = df[df["definition"] == definition]
     out = pd.DataFrame({"Sparsity %": sorted(set(sel["sparsity"]))})
-    groups = [
-        g
-        for g in GROUP_LABELS
-        if (sel["method"] == g[0]).any() and (sel["group"] == g[1]).any()
-    ]
+    # the groups with rows: a method's schedule, not another method's
+    trained = set(zip(sel["method"], sel["group"], strict=True))
+    groups = [g for g in GROUP_LABELS if g in trained]
     for method, group in groups:
         label = GROUP_LABELS[(method, group)]
         for part, name in (("pie", "PIE"), ("non_pie", "non-PIE")):
@@ -644,3 +688,207 @@ def pie_overlap(cells: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
         )
     columns = ["schedule", "sparsity", "sup_pie", "scl_pie", "shared", "iou"]
     return pd.DataFrame(rows, columns=columns)
+
+
+# ---------------------------------------------------------------- per-tensor sparsity
+
+OFF_TARGET_PP = SPARSITY_TOLERANCE_PP
+
+SPARSITY_COLUMNS = [
+    "method",
+    "schedule",
+    "sparsity",
+    "tensor",
+    "numel",
+    "target",
+    "measured",
+    "measured_min",
+    "measured_max",
+    "n_models",
+    "off_target_pp",
+    "flagged",
+]
+
+
+def sparsity_table(
+    cells: Sequence[Mapping[str, Any]], *, tolerance_pp: float = OFF_TARGET_PP
+) -> pd.DataFrame:
+    """Per cell and prunable tensor, its target and measured sparsity.
+
+    ``cells``: mappings with ``method, schedule, sparsity`` and ``metrics``
+    (its models' metrics.json paths, whose ``layers`` must name the same
+    tensors, sizes and targets). ``measured`` is the mean over the models,
+    ``measured_min``/``measured_max`` the extremes; ``off_target_pp`` the
+    largest |measured - target| over the models in percentage points (NaN
+    where the tensor has no per-tensor target) and ``flagged`` whether it
+    exceeds ``tolerance_pp``.
+    """
+    rows = []
+    for cell in cells:
+        per_model = [(p, load_layers(p)) for p in cell["metrics"]]
+        first_path, first = per_model[0]
+        key = [(r["tensor"], r["numel"], r["target"]) for r in first]
+        for path, layers in per_model[1:]:
+            if [(r["tensor"], r["numel"], r["target"]) for r in layers] != key:
+                raise contract_error(
+                    path,
+                    f"its layers' tensors, sizes or targets differ from "
+                    f"{first_path}'s, a model of the same cell",
+                )
+        for i, (tensor, numel, target) in enumerate(key):
+            measured = np.array([layers[i]["measured"] for _, layers in per_model])
+            off = np.nan
+            if target is not None:
+                off = float(np.abs(measured - target).max()) * 100
+            rows.append(
+                {
+                    "method": cell["method"],
+                    "schedule": cell["schedule"],
+                    "sparsity": cell["sparsity"],
+                    "tensor": tensor,
+                    "numel": numel,
+                    "target": np.nan if target is None else target,
+                    "measured": float(measured.mean()),
+                    "measured_min": float(measured.min()),
+                    "measured_max": float(measured.max()),
+                    "n_models": len(measured),
+                    "off_target_pp": off,
+                    # a hair of slack: 0.905 - 0.9 is 0.5000000000000004 pp
+                    "flagged": bool(off > tolerance_pp + 1e-9),
+                }
+            )
+    return pd.DataFrame(rows, columns=SPARSITY_COLUMNS)
+
+
+def read_sparsity(path: str | Path) -> pd.DataFrame:
+    """``results/tables/sparsity.csv`` back as :func:`sparsity_table` made it."""
+    df = pd.read_csv(path)
+    missing = [c for c in SPARSITY_COLUMNS if c not in df.columns]
+    if missing:
+        raise contract_error(path, f"missing columns {missing}", "sparsity_table")
+    return df.astype({"flagged": bool})
+
+
+def _cell_label(method: str, schedule: str, sparsity: int) -> str:
+    m = METHOD_LABELS.get(method, method)
+    return f"{m} / {SCHEDULE_LABELS.get(schedule, schedule)} / {sparsity} %"
+
+
+def _pct(x: Any) -> str:
+    return "–" if pd.isna(x) else f"{100 * x:.2f}"
+
+
+def sparsity_flag_note(df: pd.DataFrame, *, tolerance_pp: float = OFF_TARGET_PP) -> str:
+    """One sentence: which tensors are more than ``tolerance_pp`` off their
+    target (per cell), or that none is."""
+    flagged = df[df["flagged"]]
+    if flagged.empty:
+        return f"No tensor is more than {tolerance_pp:g} pp off its target."
+    parts = []
+    for (m, sc, sp), group in flagged.groupby(
+        ["method", "schedule", "sparsity"], sort=False
+    ):
+        tensors = ", ".join(
+            f"{r.tensor} ({r.off_target_pp:.2f} pp)" for r in group.itertuples()
+        )
+        parts.append(f"{_cell_label(m, sc, sp)}: {tensors}")
+    return (
+        f"{len(flagged)} tensor{'s' * (len(flagged) != 1)} more than "
+        f"{tolerance_pp:g} pp off {'their' if len(flagged) != 1 else 'its'} "
+        f"target (worst model): " + "; ".join(parts) + "."
+    )
+
+
+def _distribution(group: pd.DataFrame) -> str:
+    m = group["measured"]
+    return (
+        f"no per-tensor target (global pruning, or none): measured sparsity "
+        f"of its {len(group)} tensors min {_pct(m.min())} %, median "
+        f"{_pct(m.median())} %, max {_pct(m.max())} %"
+    )
+
+
+def sparsity_markdown(df: pd.DataFrame, *, tolerance_pp: float = OFF_TARGET_PP) -> str:
+    """The readable table: the flag sentence, then per cell its tensors as
+    rows (percentages; mean, min and max over the models); a cell without
+    per-tensor targets gets the distribution of its measured sparsities."""
+    out = [
+        "**Per-tensor sparsity of every cell (mean over seeds)**",
+        "",
+        sparsity_flag_note(df, tolerance_pp=tolerance_pp),
+        "",
+    ]
+    for (m, sc, sp), group in df.groupby(
+        ["method", "schedule", "sparsity"], sort=False
+    ):
+        has_target = group["target"].notna()
+        if has_target.all():
+            summary = "every tensor has a per-tensor target"
+        elif not has_target.any():
+            summary = _distribution(group)
+        else:
+            summary = (
+                f"{int(has_target.sum())} of {len(group)} tensors have a per-tensor "
+                f"target; the others: {_distribution(group[~has_target])}"
+            )
+        n = int(group["n_models"].iloc[0])
+        wide = pd.DataFrame(
+            {
+                "Tensor": group["tensor"],
+                "Entries": group["numel"],
+                "Target %": [_pct(v) for v in group["target"]],
+                "Measured %": [_pct(v) for v in group["measured"]],
+                "Min %": [_pct(v) for v in group["measured_min"]],
+                "Max %": [_pct(v) for v in group["measured_max"]],
+                "Off target (pp)": [
+                    "–" if pd.isna(v) else f"{v:.2f}" + (" **flagged**" if f else "")
+                    for v, f in zip(
+                        group["off_target_pp"], group["flagged"], strict=True
+                    )
+                ],
+            }
+        )
+        title = f"{_cell_label(m, sc, sp)} ({n} model{'s' * (n != 1)})"
+        out.append(render_markdown(wide, title, f"{summary[0].upper()}{summary[1:]}."))
+    if df.empty:
+        out.append("No cells in this grid.\n")
+    return "\n".join(out)
+
+
+def sparsity_html(df: pd.DataFrame, *, tolerance_pp: float = OFF_TARGET_PP) -> str:
+    """The long table as HTML for the Snakemake report, flagged rows marked,
+    under the flag sentence."""
+    import html
+
+    shown = df.drop(columns=["flagged"]).assign(
+        **{
+            c: df[c] * 100
+            for c in ("target", "measured", "measured_min", "measured_max")
+        }
+    )
+    styler = (
+        shown.style.hide(axis="index")
+        .format(precision=2, na_rep="–", escape="html")
+        .format_index(escape="html", axis=1)
+        .apply(
+            lambda row: (
+                ["background-color: #ffcdd2" if df.loc[row.name, "flagged"] else ""]
+                * len(row)
+            ),
+            axis=1,
+        )
+        .set_table_styles(
+            [
+                {
+                    "selector": "td, th",
+                    "props": "border: 1px solid #bbb; padding: 2px 5px",
+                }
+            ]
+        )
+    )
+    styler.set_uuid("sparsity")  # stable ids: a rerun writes the same file
+    note = html.escape(sparsity_flag_note(df, tolerance_pp=tolerance_pp))
+    return (
+        f"<p><b>Per-tensor sparsity (%; mean, min, max over seeds).</b> {note}</p>\n"
+        + styler.to_html()
+    )

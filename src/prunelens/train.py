@@ -1,4 +1,4 @@
-"""Training: one loop for K >= 1 models of one configuration, four stages.
+"""Training: one loop for K >= 1 models of one configuration, and its stages.
 
 :func:`train` is the loop; a stage hands it a :class:`Run` (the network, its
 trainable parameters, how one model's batch becomes views, the objective,
@@ -10,7 +10,8 @@ k equals the solo run of seed k up to floating-point summation order.
 
 The stages (:func:`train_supervised`, :func:`pretrain_supcon`,
 :func:`fit_linear_head`, :func:`oneshot_finetune` with any post-training
-method of :mod:`prunelens.methods`, :func:`train_imp`) take lists of seeds
+method of :mod:`prunelens.methods`, and IMP: :func:`train_imp` for Sup,
+:func:`pretrain_imp` for SCL and SimCLR) take lists of seeds
 and of per-seed output paths and write each seed exactly the files a
 one-seed job writes. Resume: after every epoch the loop writes
 ``resume.pt`` beside the first output (:mod:`prunelens.checkpoint`:
@@ -27,7 +28,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -50,10 +51,13 @@ from prunelens.models import (
 from prunelens.pruning import (
     GMP,
     GMPSchedule,
+    Target,
     install_masks,
+    layer_sparsity,
     make_permanent,
     measured_sparsity,
     prune_targets,
+    tensor_names,
 )
 from prunelens.runtime import atomic_path, write_json
 from prunelens.settings import JobSettings
@@ -80,6 +84,7 @@ __all__ = [
     "fit_linear_head",
     "gmp_schedule",
     "oneshot_finetune",
+    "pretrain_imp",
     "pretrain_supcon",
     "train",
     "train_imp",
@@ -87,6 +92,7 @@ __all__ = [
 ]
 
 Paths = Sequence[str | Path]
+_T = TypeVar("_T")
 Settings = JobSettings | Mapping[str, Any] | None
 
 
@@ -579,6 +585,17 @@ def _sparsity(net: nn.Module, k: int) -> Callable[[], list[float]]:
     return lambda: stacked_sparsity(net, k)
 
 
+def _gmp_targets(
+    sched: GMPSchedule | None, part: nn.Module, prefix: str = "", **which: bool
+) -> dict[str, float]:
+    """Per-tensor targets (``layer_sparsity``) of GMP on ``part``'s tensors
+    (named ``prefix`` + name): layer-wise GMP takes each to the final
+    sparsity; global GMP sets only the total, so no tensor has one."""
+    if sched is None or sched.scope != "layerwise":
+        return {}
+    return {prefix + n: sched.final for n in tensor_names(part, **which)}
+
+
 def _gmp(
     sched: GMPSchedule | None, part: nn.Module, k: int, **which: bool
 ) -> GMP | None:
@@ -602,11 +619,13 @@ def finish_training(
     sparsity: int,
     seed: int,
     extra: Mapping[str, Any] | None = None,
+    layer_targets: Mapping[str, float] | None = None,
     curves_out: str | Path | None = None,
 ) -> dict[str, Any]:
     """Test one trained classifier (masks permanent), write ``model.pt``,
     ``metrics.json`` and (``curves_out``) its curves CSV (the file contracts
-    of docs/data-format.md)."""
+    of docs/data-format.md); ``layer_targets``: the per-tensor targets of its
+    pruning, by tensor name (:func:`prunelens.pruning.layer_sparsity`)."""
     from prunelens.evaluate import accuracy, predict
 
     meta = {
@@ -629,6 +648,7 @@ def finish_training(
         **meta,
         "test_acc": accuracy(logits, job.test.labels),
         "sparsity_measured": measured_sparsity(model),
+        "layers": layer_sparsity(model, layer_targets),
         "epochs": len(hist.epochs),
         "steps": hist.step,
         "wall_time_s": hist.wall_time_s,
@@ -734,6 +754,7 @@ def train_supervised(
     k = len(models)
     net = _stack_classifiers(models, job.settings.device)
     cfg = SGDConfig.from_dict(hp)
+    sched = gmp_schedule(sparsity, gmp)
     run = Run(
         net,
         list(net.parameters()),
@@ -741,7 +762,7 @@ def train_supervised(
         _ce,
         cfg.lr_at,
         _sparsity(net, k),
-        _gmp(gmp_schedule(sparsity, gmp), net, k),
+        _gmp(sched, net, k),
     )
     resume = resume_path(model_outs[0])
     key = job.key(
@@ -757,6 +778,7 @@ def train_supervised(
     return _finish_all(
         net, hists, job, model_outs, metrics_outs, resume, curves_outs=curves_outs,
         arch=arch, method="sup", schedule=schedule, sparsity=sparsity,
+        layer_targets=_gmp_targets(sched, models[0]),
     )  # fmt: skip
 
 
@@ -814,9 +836,15 @@ def oneshot_finetune(
         desc=job.desc(f"{method}-{pruner}", pruner, sparsity), curves=curves,
     )  # fmt: skip
     curves.close()
+    # a per-tensor method takes each tensor to the sparsity; a global one
+    # only the total
+    layer_targets = dict.fromkeys(
+        tensor_names(loaded[0][0]) if method_.per_tensor else [], sparsity / 100
+    )
     return _finish_all(
         net, hists, job, model_outs, metrics_outs, resume, curves_outs=curves_outs,
         arch=loaded[0][1]["arch"], method=method, schedule=pruner, sparsity=sparsity,
+        layer_targets=layer_targets,
     )  # fmt: skip
 
 
@@ -844,21 +872,12 @@ def train_imp(
     ``epochs - 1`` of the same lr schedule. Each target's ``model.pt`` and
     ``metrics.json`` (schedule ``imp``) are those after the round that ends
     at it; its metrics count every round up to it (``history`` rows carry
-    their ``round``). Resume: ``train``'s ``resume.pt`` within a round, and
-    ``resume.imp.pt`` (the rewind point, the model after the last finished
-    round, the histories) and one ``resume.imp-s<target>.pt`` per target
-    reached, beside the first output; all deleted when the outputs are written.
-    ``curves_outs`` (per sparsity, per seed) get the curves of the rounds up
-    to their target (a ``round`` column; steps count on across rounds);
-    ``tensorboard_dirs`` (per seed) one curve of every round.
+    their ``round``). Resume: see :func:`_imp_rounds`. ``curves_outs`` (per
+    sparsity, per seed) get the curves of the rounds up to their target (a
+    ``round`` column; steps count on across rounds); ``tensorboard_dirs``
+    (per seed) one curve of every round.
     """
-    sparsities = sorted(model_outs)
-    if not sparsities or not all(
-        isinstance(t, int) and 0 < t < 100 for t in sparsities
-    ):
-        raise ValueError(
-            f"IMP sparsities must be percentages in 1..99, got {sparsities}"
-        )
+    sparsities = _imp_sparsities(model_outs)
     if sorted(metrics_outs) != sparsities:
         raise ValueError(
             f"model and metrics outputs for different sparsities: {sparsities} "
@@ -875,29 +894,126 @@ def train_imp(
             None if curves_outs is None else curves_outs[t], tensorboard_dirs,
         )  # fmt: skip
     cfg = SGDConfig.from_dict(hp)
-    rewind_epoch, fraction = _imp_options(imp, cfg.epochs)
-    schedule = imp_schedule([t / 100 for t in sparsities], fraction)
-    ends = {t: rounds_to(schedule, t / 100) for t in sparsities}
+    plan = _ImpPlan.of(imp, cfg.epochs, sparsities)
     job = _Job.start(data, seeds, norm, settings)
     arch = {**arch, "n_classes": job.n_classes}  # saved with the model
     models, gens = job.seeded(lambda _: build_classifier(arch))
     k = len(models)
     net = _stack_classifiers(models, job.settings.device)
     every = prune_targets(net) if k == 1 else stacked_prune_targets(net)
-    targets = [(m, n) for m, n in every if n == "weight"]
-    install_masks(targets)
+    views = _crop_flip(hp["augment"])
 
-    resume = resume_path(model_outs[sparsities[0]][0])
-    state_file = resume.with_name("resume.imp.pt")
+    def make_run(lr_at: Callable[[int], float], after: AfterEpoch) -> Run:
+        return Run(
+            net, list(net.parameters()), views, _ce, lr_at, _sparsity(net, k),
+            after_epoch=after,
+        )  # fmt: skip
 
-    def snapshot(t: int) -> Path:
-        return resume.with_name(f"resume.imp-s{t}.pt")
+    def write(
+        t: int, model: nn.Module, hists: list[History], extra: dict[str, Any]
+    ) -> list[dict[str, Any]]:
+        return _finish_models(
+            model, hists, job, model_outs[t], metrics_outs[t], [extra] * k,
+            None if curves_outs is None else curves_outs[t],
+            arch=arch, method="sup", schedule="imp", sparsity=t,
+        )  # fmt: skip
 
     base = job.key(
         [data], stage="sup-imp", arch=arch, hp=hp, norm=norm, imp=imp,
         sparsities=sparsities,
     )  # fmt: skip
-    state = load_resume(state_file, base, job.settings.device) or {
+    return _imp_rounds(
+        net, [(m, n) for m, n in every if n == "weight"], gens, job, plan, cfg,
+        make_run=make_run, lr_at=cfg.lr_at, write=write,
+        resume=resume_path(model_outs[sparsities[0]][0]), key=base, stage="sup",
+        curves=Curves(tensorboard_dirs),
+    )  # fmt: skip
+
+
+# What an IMP target's outputs record of its run (_ImpPlan.extra).
+IMP_KEYS = ("imp_round", "imp_fraction", "imp_rewind_epoch")
+# Run.after_epoch: called with the number of epochs done.
+AfterEpoch = Callable[[int], None] | None
+
+
+@dataclass(frozen=True)
+class _ImpPlan:
+    """An IMP job's rounds: the cumulative sparsity after each (1-based; round
+    0 is the dense training) and the round that ends at each target (%)."""
+
+    rewind_epoch: int
+    fraction: float
+    sparsities: list[int]
+    schedule: list[float]
+    ends: dict[int, int]
+
+    @classmethod
+    def of(cls, imp: Mapping[str, Any], epochs: int, sparsities: list[int]) -> _ImpPlan:
+        rewind_epoch, fraction = _imp_options(imp, epochs)
+        schedule = imp_schedule([t / 100 for t in sparsities], fraction)
+        ends = {t: rounds_to(schedule, t / 100) for t in sparsities}
+        return cls(rewind_epoch, fraction, sparsities, schedule, ends)
+
+    def extra(self, t: int) -> dict[str, Any]:
+        """What a target's outputs record of its IMP run."""
+        values = (self.ends[t], self.fraction, self.rewind_epoch)
+        return dict(zip(IMP_KEYS, values, strict=True))
+
+
+def _imp_sparsities(outs: Mapping[int, Any]) -> list[int]:
+    sparsities = sorted(outs)
+    if not sparsities or not all(
+        isinstance(t, int) and 0 < t < 100 for t in sparsities
+    ):
+        raise ValueError(
+            f"IMP sparsities must be percentages in 1..99, got {sparsities}"
+        )
+    return sparsities
+
+
+def _imp_rounds(
+    net: nn.Module,
+    targets: list[Target],
+    gens: Sequence[torch.Generator],
+    job: _Job,
+    plan: _ImpPlan,
+    cfg: SGDConfig,
+    *,
+    make_run: Callable[[Callable[[int], float], AfterEpoch], Run],
+    lr_at: Callable[[int], float],
+    write: Callable[[int, nn.Module, list[History], dict[str, Any]], _T],
+    resume: Path,
+    key: str,
+    stage: str,
+    curves: Curves,
+) -> dict[int, _T]:
+    """The IMP rounds of one job (Sup's or a contrastive pre-training's), then
+    ``write(target, model, histories, extra)`` for each target.
+
+    ``targets``: the weights IMP prunes (per model, globally over them);
+    ``make_run(lr_at, after_epoch)``: the stage's :class:`Run` on ``net``;
+    ``lr_at``: the dense training's lr per epoch (a retraining round goes on
+    from the rewind epoch). The masks are installed here. ``model`` is a copy
+    of ``net`` after the round that ends at ``target`` (masks still
+    installed); ``histories`` chain every round up to it, one per model.
+    ``curves``: one TensorBoard curve per model over every round (steps
+    counting on across rounds; a resumed job's finished rounds rewritten).
+
+    Resume: ``train``'s ``resume.pt`` within a round (``key``/round<r>), and
+    ``resume.imp.pt`` (the rewind point, the model after the last finished
+    round, the histories) and one ``resume.imp-s<target>.pt`` per target
+    reached, beside ``resume``, all fingerprinted ``key``; all deleted once
+    every target is written.
+    """
+    k = len(gens)
+    rewind_epoch = plan.rewind_epoch
+    install_masks(targets)
+    state_file = resume.with_name("resume.imp.pt")
+
+    def snapshot(t: int) -> Path:
+        return resume.with_name(f"resume.imp-s{t}.pt")
+
+    state = load_resume(state_file, key, job.settings.device) or {
         "round": -1,  # the last finished round
         "rewind": None,
         "net": None,
@@ -911,45 +1027,41 @@ def train_imp(
     def keep_rewind(done: int) -> None:
         if done == rewind_epoch:
             state["rewind"] = capture(net, gens)
-            save_resume(state_file, base, state)
+            save_resume(state_file, key, state)
 
-    curves = Curves(tensorboard_dirs)
     for done in state["histories"]:  # a resumed job's finished rounds
         curves.write([h.steps for h in done], [h.epochs for h in done])
         curves.offset += done[0].step
-    for r in range(state["round"] + 1, len(schedule) + 1):
-        round_cfg, lr_at = cfg, cfg.lr_at
+    for r in range(state["round"] + 1, len(plan.schedule) + 1):
+        round_cfg, round_lr = cfg, lr_at
         if r > 0:
-            prune_to(targets, k, schedule[r - 1])
+            prune_to(targets, k, plan.schedule[r - 1])
             rewind(net, targets, gens, state["rewind"])
             round_cfg = replace(cfg, epochs=cfg.epochs - rewind_epoch)
-            lr_at = lambda e: cfg.lr_at(e + rewind_epoch)  # noqa: E731
-        run = Run(
-            net, list(net.parameters()), _crop_flip(hp["augment"]), _ce, lr_at,
-            _sparsity(net, k), after_epoch=keep_rewind if r == 0 else None,
-        )  # fmt: skip
+            round_lr = lambda e: lr_at(e + rewind_epoch)  # noqa: E731
+        run = make_run(round_lr, keep_rewind if r == 0 else None)
         hists = train(
             run, job.images, job.labels, round_cfg, gens, job.norm,
-            settings=job.settings, resume=resume, key=f"{base}/round{r}",
-            desc=job.desc("sup", f"imp-round{r}", sparsities[-1]), curves=curves,
+            settings=job.settings, resume=resume, key=f"{key}/round{r}",
+            desc=job.desc(stage, f"imp-round{r}", plan.sparsities[-1]), curves=curves,
         )  # fmt: skip
         curves.offset += hists[0].step
         state["histories"].append(hists)
-        for t in sparsities:
-            if ends[t] == r:
-                save_resume(snapshot(t), base, {"model": net.state_dict()})
+        for t in plan.sparsities:
+            if plan.ends[t] == r:
+                save_resume(snapshot(t), key, {"model": net.state_dict()})
         # Dropping the round's resume file first: a kill before the state
         # is saved reruns this round (the same result), never resumes the
         # next round from this one's file.
         resume.unlink(missing_ok=True)
         state.update(round=r, net=net.state_dict())
-        save_resume(state_file, base, state)
+        save_resume(state_file, key, state)
     curves.close()
 
     out = {}
     refresh_weights(targets)  # no autograd graph left: the net can be copied
-    for t in sparsities:
-        snap = load_resume(snapshot(t), base, job.settings.device)
+    for t in plan.sparsities:
+        snap = load_resume(snapshot(t), key, job.settings.device)
         if snap is None:
             raise RuntimeError(
                 f"IMP model of s{t} {snapshot(t)} is missing or unreadable; "
@@ -957,22 +1069,13 @@ def train_imp(
             )
         model = copy.deepcopy(net)  # writing bakes in the masks
         model.load_state_dict(snap["model"])
-        r = ends[t]
+        r = plan.ends[t]
         hists = [
             _chain([h[j] for h in state["histories"][: r + 1]], rewind_epoch)
             for j in range(k)
         ]
-        extra = {
-            "imp_round": r,
-            "imp_fraction": fraction,
-            "imp_rewind_epoch": rewind_epoch,
-        }
-        out[t] = _finish_models(
-            model, hists, job, model_outs[t], metrics_outs[t], [extra] * k,
-            None if curves_outs is None else curves_outs[t],
-            arch=arch, method="sup", schedule="imp", sparsity=t,
-        )  # fmt: skip
-    for t in sparsities:
+        out[t] = write(t, model, hists, plan.extra(t))
+    for t in plan.sparsities:
         snapshot(t).unlink(missing_ok=True)
     state_file.unlink(missing_ok=True)
     return out
@@ -1035,25 +1138,24 @@ def pretrain_supcon(
     "simclr" (SimCLR: NT-Xent, labels unused; ``hp`` has no base_temperature).
     GMP, when ``sparsity`` > 0, prunes the encoder's convolutions only; the
     projection head is never pruned and is dropped after this stage.
-    Writes each encoder (masks permanent) with its training history.
+    Writes each encoder (masks permanent) with its training history and the
+    per-tensor sparsity of the encoder and projection head (``layers``,
+    ``projection_head_layers``).
     """
     loss = _contrastive(objective, hp)  # an unknown objective fails first
     _check_outputs(seeds, encoder_outs, curves_outs, tensorboard_dirs)
     job = _Job.start(data, seeds, norm, settings)
-    nets, gens = job.seeded(lambda _: SupConNetwork(build_encoder(arch)))
-    k = len(nets)
-    net = nets[0] if k == 1 else StackedSupConNetwork.from_models(nets)
-    net = net.to(job.settings.device, memory_format=torch.channels_last)
+    net, gens, k = _supcon_networks(job, arch)
     cfg = SGDConfig.from_dict(hp)
-    eta_min = hp["lr"] * hp["eta_min_factor"]
+    sched = gmp_schedule(sparsity, gmp)
     run = Run(
         net,
         list(net.parameters()),
         _two_views(hp["augment"]),
         loss,
-        lambda e: cosine_lr(cfg.lr, eta_min, cfg.epochs, e),
+        _pretrain_lr(cfg, hp),
         _sparsity(net.encoder, k),
-        _gmp(gmp_schedule(sparsity, gmp), net.encoder, k, linears=False),
+        _gmp(sched, net.encoder, k, linears=False),
         accuracy=False,
     )
     resume = resume_path(encoder_outs[0])
@@ -1069,9 +1171,132 @@ def pretrain_supcon(
         desc=job.desc(stage, schedule, sparsity), curves=curves,
     )  # fmt: skip
     curves.close()
+    states = _write_encoders(
+        net, hists, job, encoder_outs, sched=sched, curves_outs=curves_outs,
+        arch=arch, schedule=schedule, sparsity=sparsity, objective=objective,
+    )  # fmt: skip
+    resume.unlink(missing_ok=True)
+    return states
+
+
+def pretrain_imp(
+    *,
+    data: str | Path,
+    seeds: Sequence[int],
+    encoder_outs: Mapping[int, Paths],
+    arch: Mapping[str, Any],
+    hp: Mapping[str, Any],
+    norm: Mapping[str, Any],
+    imp: Mapping[str, Any],
+    settings: Settings = None,
+    objective: str = "supcon",
+    curves_outs: Mapping[int, Paths] | None = None,
+    tensorboard_dirs: Paths | None = None,
+) -> dict[int, list[dict[str, Any]]]:
+    """IMP with weight rewinding over contrastive pre-training (SCL, SimCLR)
+    to every sparsity (%) of ``encoder_outs``, in one job.
+
+    As :func:`train_imp` for Sup, with :func:`pretrain_supcon`'s network,
+    objective and cosine lr (``hp``: the method's ``pretrain`` section; a
+    retraining round goes on from the rewind epoch). IMP prunes the
+    encoder's convolution weights, globally per model; the projection head
+    is never pruned (it is rewound with the rest). Each target's
+    ``encoder.pt`` is :func:`pretrain_supcon`'s file with schedule ``imp``,
+    ``imp_round``, ``imp_fraction`` and ``imp_rewind_epoch``; its history,
+    steps and wall time count every round up to it. Resume: see
+    :func:`_imp_rounds` (``resume.imp*.pt`` beside the first output).
+    Curves as :func:`train_imp`'s (``encoder_curves.csv`` per target).
+    """
+    loss = _contrastive(objective, hp)  # an unknown objective fails first
+    sparsities = _imp_sparsities(encoder_outs)
+    if curves_outs is not None and sorted(curves_outs) != sparsities:
+        raise ValueError(
+            f"encoder and curves outputs for different sparsities: {sparsities} "
+            f"and {sorted(curves_outs)}"
+        )
+    for t in sparsities:
+        _check_outputs(
+            seeds, encoder_outs[t],
+            None if curves_outs is None else curves_outs[t], tensorboard_dirs,
+        )  # fmt: skip
+    cfg = SGDConfig.from_dict(hp)
+    plan = _ImpPlan.of(imp, cfg.epochs, sparsities)
+    job = _Job.start(data, seeds, norm, settings)
+    net, gens, k = _supcon_networks(job, arch)
+    convs = (prune_targets if k == 1 else stacked_prune_targets)(
+        net.encoder, linears=False
+    )
+    views = _two_views(hp["augment"])
+
+    def make_run(lr_at: Callable[[int], float], after: AfterEpoch) -> Run:
+        return Run(
+            net, list(net.parameters()), views, loss, lr_at,
+            _sparsity(net.encoder, k), after_epoch=after, accuracy=False,
+        )  # fmt: skip
+
+    def write(
+        t: int, model: nn.Module, hists: list[History], extra: dict[str, Any]
+    ) -> list[dict[str, Any]]:
+        return _write_encoders(
+            model, hists, job, encoder_outs[t], extra,
+            curves_outs=None if curves_outs is None else curves_outs[t],
+            arch=arch, schedule="imp", sparsity=t, objective=objective,
+        )  # fmt: skip
+
+    stage = f"{_METHOD_OF[objective]}-pretrain"
+    base = job.key(
+        [data], stage=f"{_METHOD_OF[objective]}-imp", objective=objective,
+        arch=arch, hp=hp, norm=norm, imp=imp, sparsities=sparsities,
+    )  # fmt: skip
+    return _imp_rounds(
+        net, [(m, n) for m, n in convs if n == "weight"], gens, job, plan, cfg,
+        make_run=make_run, lr_at=_pretrain_lr(cfg, hp), write=write,
+        resume=resume_path(encoder_outs[sparsities[0]][0]), key=base, stage=stage,
+        curves=Curves(tensorboard_dirs, accuracy=False),
+    )  # fmt: skip
+
+
+def _supcon_networks(
+    job: _Job, arch: Mapping[str, Any]
+) -> tuple[Any, list[torch.Generator], int]:
+    """Encoder + projection head per seed (stacked for K > 1), on the device."""
+    nets, gens = job.seeded(lambda _: SupConNetwork(build_encoder(arch)))
+    k = len(nets)
+    net = nets[0] if k == 1 else StackedSupConNetwork.from_models(nets)
+    return net.to(job.settings.device, memory_format=torch.channels_last), gens, k
+
+
+def _pretrain_lr(cfg: SGDConfig, hp: Mapping[str, Any]) -> Callable[[int], float]:
+    """Pre-training's cosine annealing over ``cfg.epochs``."""
+    eta_min = hp["lr"] * hp["eta_min_factor"]
+    return lambda e: cosine_lr(cfg.lr, eta_min, cfg.epochs, e)
+
+
+def _write_encoders(
+    net: Any,
+    hists: list[History],
+    job: _Job,
+    encoder_outs: Paths,
+    extra: Mapping[str, Any] | None = None,
+    *,
+    sched: GMPSchedule | None = None,
+    curves_outs: Paths | None = None,
+    arch: Mapping[str, Any],
+    schedule: str,
+    sparsity: int,
+    objective: str,
+) -> list[dict[str, Any]]:
+    """Write each encoder of a (stacked) SupCon network, masks baked in
+    (``net`` loses its hooks), with its history and per-tensor sparsity:
+    ``encoder.pt`` of the README, plus ``extra`` keys. ``sched``: the GMP
+    that pruned the encoder, for the per-tensor targets of ``layers`` (None:
+    no per-tensor target, e.g. IMP's global count); ``curves_outs``: each
+    encoder's ``encoder_curves.csv``."""
+    k = len(hists)
     make_permanent(net)
     head_sparsity = _sparsity(net.head, k)()
     singles = [net] if k == 1 else net.unstack()
+    encoder_targets = _gmp_targets(sched, singles[0].encoder, linears=False)
     states = []
     for single, seed, hist, out, head_sp, curves_out in zip(
         singles, job.seeds, hists, encoder_outs, head_sparsity,
@@ -1093,6 +1318,9 @@ def pretrain_supcon(
             "image_views_per_s": 2 * hist.images_seen / max(hist.wall_time_s, 1e-9),
             "sparsity_measured": measured_sparsity(single.encoder),
             "projection_head_sparsity": head_sp,
+            "layers": layer_sparsity(single.encoder, encoder_targets),
+            "projection_head_layers": layer_sparsity(single.head),
+            **(extra or {}),
         }
         with atomic_path(out) as tmp:
             torch.save(state, tmp)
@@ -1100,7 +1328,6 @@ def pretrain_supcon(
             write_curves(curves_out, hist.steps, hist.epochs, accuracy=False)
         log.info("seed %d: encoder sparsity %.4f", seed, state["sparsity_measured"])
         states.append(state)
-    resume.unlink(missing_ok=True)
     return states
 
 
@@ -1149,6 +1376,7 @@ def fit_linear_head(
     assert isinstance(net, Classifier | StackedClassifier)
     net.encoder.requires_grad_(False)
     cfg = SGDConfig.from_dict(hp)
+    sched = gmp_schedule(sparsity, gmp)
     lrs = chained_head_lrs(
         cfg.lr, cfg.epochs, cfg.milestones, cfg.gamma, hp["cosine_eta_min"]
     )
@@ -1169,7 +1397,7 @@ def fit_linear_head(
         lambda _, x, y: _ce(head_only, x, y),
         lambda e: lrs[e],
         _sparsity(net, k),
-        _gmp(gmp_schedule(sparsity, gmp), net.fc, k, convs=False),
+        _gmp(sched, net.fc, k, convs=False),
         train_mode,
     )
     resume = resume_path(model_outs[0])
@@ -1190,11 +1418,22 @@ def fit_linear_head(
             "pretrain_steps": pre[s]["steps"],
             "pretrain_image_views_per_s": pre[s]["image_views_per_s"],
             "encoder_sparsity": pre[s]["sparsity_measured"],
+            # an IMP encoder's rounds (pretrain_imp), as Sup IMP's metrics
+            **{key: pre[s][key] for key in IMP_KEYS if key in pre[s]},
         }
         for s in job.seeds
     ]
+    # the encoder's targets are its pre-training's (an encoder.pt without
+    # ``layers`` sets none), the head's its own GMP's
+    encoder_layers = pre[job.seeds[0]].get("layers", [])
+    layer_targets = {
+        f"encoder.{r['tensor']}": r["target"]
+        for r in encoder_layers
+        if r["target"] is not None
+    } | _gmp_targets(sched, models[0].fc, "fc.", convs=False)
     return _finish_all(
         net, hists, job, model_outs, metrics_outs, resume, extras, curves_outs,
         arch={**pre[job.seeds[0]]["arch"], "n_classes": job.n_classes},
         method=method, schedule=schedule, sparsity=sparsity,
+        layer_targets=layer_targets,
     )  # fmt: skip

@@ -21,6 +21,7 @@ from prunelens.study import (
     FIGURE_SCHEDULES,
     GMP_SECTION,
     HEAD_GMP_SECTION,
+    IMP_LOOP,
     METHODS,
     METHOD_LABELS,
     POST_TRAINING_SCHEDULES,
@@ -28,6 +29,7 @@ from prunelens.study import (
     PRUNED_SCHEDULES,
     SCHEDULE_LABELS,
     SCHEDULES,
+    SPARSITY_TOLERANCE_PP,
     SPLIT_SIZES,
     Grid,
     arch_params,
@@ -158,15 +160,44 @@ def pruner_options(wildcards):
     return {}  # random: seeded by the model's seed, no option
 
 
-# IMP's sparsities (one train_imp job per seed writes them all) and the
-# epochs that job trains: the dense run, then each round from the rewind epoch.
-IMP_SPARSITIES = list(GRID.sparsities("sup", "imp"))
-IMP_EPOCHS = (
-    config["sup"]["epochs"]
-    + len(imp_schedule([s / 100 for s in IMP_SPARSITIES], config["imp"]["fraction"]))
-    * (config["sup"]["epochs"] - config["imp"]["rewind_epoch"])
-    if IMP_SPARSITIES
-    else 0
+def imp_sparsities(method):
+    """A method's IMP sparsities: one IMP job per seed (rule train_imp for Sup,
+    pretrain_imp for a contrastive method) writes them all."""
+    return list(GRID.sparsities(method, "imp"))
+
+
+def imp_epochs(method):
+    """The epochs one IMP job of ``method`` trains: the dense run of the loop
+    IMP runs over (study.IMP_LOOP), then each round from the rewind epoch."""
+    loop = config
+    for key in IMP_LOOP[method]:
+        loop = loop[key]
+    targets = [s / 100 for s in imp_sparsities(method)]
+    if not targets:
+        return 0
+    rounds = len(imp_schedule(targets, config["imp"]["fraction"]))
+    return loop["epochs"] + rounds * (loop["epochs"] - config["imp"]["rewind_epoch"])
+
+
+def imp_tensorboard(method, **over):
+    """The wildcard values an IMP job's TensorBoard runs are named by (its
+    method, schedule imp, its highest sparsity); ``over`` None drops one (the
+    job's own wildcard then gives it)."""
+    fixed = {
+        "method": method,
+        "schedule": "imp",
+        "sparsity": max(imp_sparsities(method)),
+        **over,
+    }
+    return {k: v for k, v in fixed.items() if v is not None}
+
+
+# The contrastive methods that run IMP and their shared sparsities (the
+# config check asks for one list: rule pretrain_imp's outputs cannot differ
+# by method).
+CONTRASTIVE_IMP = [m for m in PRETRAIN_OBJECTIVE if GRID.has(m, "imp")]
+CONTRASTIVE_IMP_SPARSITIES = (
+    imp_sparsities(CONTRASTIVE_IMP[0]) if CONTRASTIVE_IMP else []
 )
 
 
@@ -298,6 +329,14 @@ def table1_cells():
                 }
             )
     return out
+
+
+def sparsity_cells():
+    """Per cell of the grid (dense included): its models' metrics files."""
+    return [
+        {k: c[k] for k in ("method", "schedule", "sparsity", "metrics")}
+        for c in table1_cells()
+    ]
 
 
 def predictions(method, schedule, s, seeds=SEEDS):
@@ -533,10 +572,12 @@ def pie_class_rows(schedules):
     return [
         (
             f"{s}%",
-            [
+            [  # the Sup and SCL columns only: the figure compares those two
                 (m, sc, s)
                 for m, sc in FIGURE_COLUMNS
-                if sc in schedules and s in GRID.shared_sparsities(sc)
+                if m in ("sup", "scl")
+                and sc in schedules
+                and s in GRID.shared_sparsities(sc)
             ],
         )
         for s in shared

@@ -28,9 +28,32 @@ rule table1:
         "../scripts/table1.py"
 
 
+rule sparsity_table:
+    input:
+        [p for c in sparsity_cells() for p in c["metrics"]],
+    output:
+        csv="results/tables/sparsity.csv",
+        md="results/tables/sparsity.md",
+        html=report(
+            "results/tables/sparsity.html",
+            caption="../report/sparsity.rst",
+            category="Tables",
+        ),
+    log:
+        "results/logs/sparsity_table.log",
+    conda:
+        "../../envs/prunelens.yaml"
+    params:
+        cells=sparsity_cells(),
+        tolerance_pp=SPARSITY_TOLERANCE_PP,
+    script:
+        "../scripts/sparsity_table.py"
+
+
 rule claims:
     input:
         claims_inputs,
+        sparsity="results/tables/sparsity.csv",  # its flag joins the note
     output:
         csv="results/tables/claims.csv",
         md="results/tables/claims.md",
@@ -54,6 +77,7 @@ rule claims:
         tie_break=config["pie"]["tie_break"],
         pd_column="pd" if ANALYSIS["depth"]["definition"] == "corti" else "pd_baldock",
         claims=config["claims"],
+        tolerance_pp=SPARSITY_TOLERANCE_PP,
     script:
         "../scripts/claims.py"
 
@@ -417,6 +441,7 @@ rule all_tables:
             ],
             ext=["csv", "md", "tex"],
         ),
+        expand("results/tables/sparsity.{ext}", ext=["csv", "md", "html"]),
     localrule: True
 
 

@@ -2,9 +2,12 @@
 # as contrastive pre-training (SupCon or NT-Xent loss; dense, GMP or delayed
 # GMP) then a linear head on the frozen encoder; One-Shot and Random
 # (magnitude or random masks on a dense model, then fine-tuning: rule
-# prune_oneshot) for every method; IMP for Sup (one job per seed writes every
-# IMP sparsity). Each job checkpoints resume.pt beside its first output every
-# epoch and resumes from it when its settings match.
+# prune_oneshot) for every method; IMP for every method (one job per seed
+# writes every IMP sparsity of its method: train_imp for Sup; pretrain_imp
+# for SCL and SimCLR, IMP over the pre-training of the encoder, then the usual
+# fit_linear_head with GMP on the head). Each job checkpoints resume.pt (IMP:
+# also resume.imp*.pt) beside its first output every epoch and resumes from
+# it when its settings match.
 #
 # Every stage has a per-seed rule and, with seeds_per_job > 1, one rule per
 # block of seeds (named <stage>_seeds<first>_<last>) whose job trains the
@@ -36,9 +39,15 @@ OS_CURVES = "results/models/{method}/{schedule}/s{sparsity}/seed{seed}/curves.cs
 # The schedules rule prune_oneshot runs: a post-training pruner, then the
 # One-Shot fine-tune (prunelens.methods.PRUNERS).
 POST_TRAINING = "|".join(POST_TRAINING_SCHEDULES)
+# IMP jobs write every sparsity of a seed: {sparsity} is expanded at parse time.
 IMP_MODEL = "results/models/sup/imp/s{sparsity}/seed{{seed}}/model.pt"
 IMP_METRICS = "results/models/sup/imp/s{sparsity}/seed{{seed}}/metrics.json"
 IMP_CURVES = "results/models/sup/imp/s{sparsity}/seed{{seed}}/curves.csv"
+IMP_ENCODER = "results/models/{{method}}/imp/s{sparsity}/seed{{seed}}/encoder.pt"
+SUP_IMP = imp_sparsities("sup")
+IMP_ENCODER_CURVES = (
+    "results/models/{{method}}/imp/s{sparsity}/seed{{seed}}/encoder_curves.csv"
+)
 
 
 rule train_supervised:
@@ -193,7 +202,7 @@ rule fit_linear_head:
         "results/logs/fit_linear_head/{method}/{schedule}/s{sparsity}/seed{seed}.log",
     wildcard_constraints:
         method=CONTRASTIVE,
-        schedule="dense|gmp|delayed_gmp",
+        schedule="dense|gmp|delayed_gmp|imp",
         seed=SOLO_SEED,
     conda:
         "../../envs/prunelens.yaml"
@@ -231,7 +240,7 @@ for block in STACKED_BLOCKS:
             f"results/logs/fit_linear_head/{{method}}/{{schedule}}/s{{sparsity}}/seeds{block[0]}-{block[-1]}.log",
         wildcard_constraints:
             method=CONTRASTIVE,
-            schedule="dense|gmp|delayed_gmp",
+            schedule="dense|gmp|delayed_gmp|imp",
         conda:
             "../../envs/prunelens.yaml"
         threads: 1
@@ -327,23 +336,18 @@ for block in STACKED_BLOCKS:
             "../scripts/prune_oneshot.py"
 
 
-# IMP (Sup only): one job per seed trains every IMP sparsity of the grid, the
-# rounds passing through the lower targets on their way to the highest; its
-# TensorBoard run (every round) is named by the highest.
-if IMP_SPARSITIES:
-    IMP_TENSORBOARD = {
-        "method": "sup",
-        "schedule": "imp",
-        "sparsity": max(IMP_SPARSITIES),
-    }
+# IMP: one job per seed trains every IMP sparsity of its method, the rounds
+# passing through the lower targets on their way to the highest; its
+# TensorBoard run (every round) is named by the highest. Sup:
+if SUP_IMP:
 
     rule train_imp:
         input:
             data=PREPARED,
         output:
-            model=expand(IMP_MODEL, sparsity=IMP_SPARSITIES),
-            metrics=expand(IMP_METRICS, sparsity=IMP_SPARSITIES),
-            curves=expand(IMP_CURVES, sparsity=IMP_SPARSITIES),
+            model=expand(IMP_MODEL, sparsity=SUP_IMP),
+            metrics=expand(IMP_METRICS, sparsity=SUP_IMP),
+            curves=expand(IMP_CURVES, sparsity=SUP_IMP),
         log:
             "results/logs/train_imp/sup/imp/seed{seed}.log",
         wildcard_constraints:
@@ -353,18 +357,18 @@ if IMP_SPARSITIES:
         threads: 1
         resources:
             **job_resources(
-                runtime=job_runtime(IMP_EPOCHS * N_TRAIN, 0.3, 7.5),
+                runtime=job_runtime(imp_epochs("sup") * N_TRAIN, 0.3, 7.5),
                 mem_mb=TRAIN_MEM_MB,
             ),
         params:
             seeds=one_seed,
-            sparsities=IMP_SPARSITIES,
+            sparsities=SUP_IMP,
             arch=ARCH,
             hp=config["sup"],
             norm=NORM,
             imp=config["imp"],
             precision=config["precision"],
-            tensorboard=tensorboard_dirs("train_imp", **IMP_TENSORBOARD),
+            tensorboard=tensorboard_dirs("train_imp", **imp_tensorboard("sup")),
         script:
             "../scripts/train_imp.py"
 
@@ -378,17 +382,17 @@ if IMP_SPARSITIES:
             output:
                 model=[
                     p
-                    for s in IMP_SPARSITIES
+                    for s in SUP_IMP
                     for p in per_seed(IMP_MODEL.format(sparsity=s), block)
                 ],
                 metrics=[
                     p
-                    for s in IMP_SPARSITIES
+                    for s in SUP_IMP
                     for p in per_seed(IMP_METRICS.format(sparsity=s), block)
                 ],
                 curves=[
                     p
-                    for s in IMP_SPARSITIES
+                    for s in SUP_IMP
                     for p in per_seed(IMP_CURVES.format(sparsity=s), block)
                 ],
             log:
@@ -399,17 +403,114 @@ if IMP_SPARSITIES:
             resources:
                 **stage_resources(
                     "train_imp",
-                    runtime=job_runtime(len(block) * IMP_EPOCHS * N_TRAIN, 0.3, 7.5),
+                    runtime=job_runtime(
+                        len(block) * imp_epochs("sup") * N_TRAIN, 0.3, 7.5
+                    ),
                     mem_mb=TRAIN_MEM_MB + 200 * len(block),
                 ),
             params:
                 seeds=block,
-                sparsities=IMP_SPARSITIES,
+                sparsities=SUP_IMP,
                 arch=ARCH,
                 hp=config["sup"],
                 norm=NORM,
                 imp=config["imp"],
                 precision=config["precision"],
-                tensorboard=tensorboard_dirs("train_imp", block, **IMP_TENSORBOARD),
+                tensorboard=tensorboard_dirs(
+                    "train_imp", block, **imp_tensorboard("sup")
+                ),
             script:
                 "../scripts/train_imp.py"
+
+
+# SCL and SimCLR: IMP over the pre-training, one encoder.pt per sparsity (the
+# linear heads: rule fit_linear_head, schedule imp).
+if CONTRASTIVE_IMP:
+
+    rule pretrain_imp:
+        input:
+            data=PREPARED,
+        output:
+            encoder=expand(IMP_ENCODER, sparsity=CONTRASTIVE_IMP_SPARSITIES),
+            curves=expand(IMP_ENCODER_CURVES, sparsity=CONTRASTIVE_IMP_SPARSITIES),
+        log:
+            "results/logs/pretrain_imp/{method}/imp/seed{seed}.log",
+        wildcard_constraints:
+            method="|".join(CONTRASTIVE_IMP),
+            seed=SOLO_SEED,
+        conda:
+            "../../envs/prunelens.yaml"
+        threads: 1
+        resources:
+            **job_resources(
+                runtime=job_runtime(
+                    lambda wildcards: imp_epochs(wildcards.method) * N_TRAIN, 0.45, 15
+                ),
+                mem_mb=pretrain_mem_mb(),
+            ),
+        params:
+            seeds=one_seed,
+            sparsities=lambda wildcards: imp_sparsities(wildcards.method),
+            arch=ARCH,
+            hp=contrastive_hp("pretrain"),
+            norm=NORM,
+            imp=config["imp"],
+            precision=config["precision"],
+            tensorboard=tensorboard_dirs(
+                "pretrain_imp", **imp_tensorboard(CONTRASTIVE_IMP[0], method=None)
+            ),
+        script:
+            "../scripts/pretrain_imp.py"
+
+    for block in STACKED_BLOCKS:
+
+        rule:
+            name:
+                f"pretrain_imp_seeds{block[0]}_{block[-1]}"
+            input:
+                data=PREPARED,
+            output:
+                encoder=[
+                    p
+                    for s in CONTRASTIVE_IMP_SPARSITIES
+                    for p in per_seed(IMP_ENCODER.format(sparsity=s), block)
+                ],
+                curves=[
+                    p
+                    for s in CONTRASTIVE_IMP_SPARSITIES
+                    for p in per_seed(IMP_ENCODER_CURVES.format(sparsity=s), block)
+                ],
+            log:
+                f"results/logs/pretrain_imp/{{method}}/imp/seeds{block[0]}-{block[-1]}.log",
+            wildcard_constraints:
+                method="|".join(CONTRASTIVE_IMP),
+            conda:
+                "../../envs/prunelens.yaml"
+            threads: 1
+            resources:
+                **stage_resources(
+                    "pretrain_imp",
+                    runtime=job_runtime(
+                        lambda wildcards, n=len(block): (
+                            n * imp_epochs(wildcards.method) * N_TRAIN
+                        ),
+                        0.45,
+                        15,
+                    ),
+                    mem_mb=pretrain_mem_mb(len(block)),
+                ),
+            params:
+                seeds=block,
+                sparsities=lambda wildcards: imp_sparsities(wildcards.method),
+                arch=ARCH,
+                hp=contrastive_hp("pretrain"),
+                norm=NORM,
+                imp=config["imp"],
+                precision=config["precision"],
+                tensorboard=tensorboard_dirs(
+                    "pretrain_imp",
+                    block,
+                    **imp_tensorboard(CONTRASTIVE_IMP[0], method=None),
+                ),
+            script:
+                "../scripts/pretrain_imp.py"

@@ -4,7 +4,7 @@ from typing import TYPE_CHECKING
 
 from prunelens.claims import claims_html, claims_table, claims_wide
 from prunelens.runtime import atomic_path, log_to
-from prunelens.tables import write_table
+from prunelens.tables import read_sparsity, sparsity_flag_note, write_table
 
 if TYPE_CHECKING:
     from snakemake.script import snakemake
@@ -28,6 +28,10 @@ with log_to(snakemake.log[0], snakemake.output):
         **p.claims,
     )
     wide = claims_wide(long)
+    # a claim rests on models pruned as specified: say whether they were
+    note = f"{NOTE} Per-tensor sparsity (sparsity.md): " + sparsity_flag_note(
+        read_sparsity(snakemake.input.sparsity), tolerance_pp=p.tolerance_pp
+    )
     write_table(
         long,
         wide,
@@ -36,7 +40,7 @@ with log_to(snakemake.log[0], snakemake.output):
         tex=snakemake.output.tex,
         title=TITLE,
         label="tab:claims",
-        note=NOTE,
+        note=note,
     )
     with atomic_path(snakemake.output.html) as tmp:
-        tmp.write_text(claims_html(wide, f"{TITLE}. {NOTE}"))
+        tmp.write_text(claims_html(wide, f"{TITLE}. {note}"))

@@ -31,6 +31,13 @@ __all__ = ["PRUNERS", "PruningMethod", "make_pruner", "pruner_key"]
 class PruningMethod(Protocol):
     """What the One-Shot fine-tune stage calls on the dense models."""
 
+    @property
+    def per_tensor(self) -> bool:
+        """Whether ``amount`` applies to each tensor on its own, so that each
+        tensor's target is the cell's sparsity (metrics.json ``layers``), or
+        to all targets together (no per-tensor target)."""
+        ...
+
     def prune(
         self,
         targets: Sequence[Target],

@@ -5,12 +5,17 @@ keeping the model state at the end of epoch ``rewind_epoch`` (0: at
 initialisation); then rounds of (prune ``fraction`` of the remaining
 weights by global magnitude per model; rewind the whole model state to the
 kept one, masks kept; retrain from the rewind epoch to the end of the
-schedule) until the target sparsity. The stage driver is
-:func:`prunelens.train.train_imp`; this module holds its pure parts.
+schedule) until the target sparsity. The stage drivers are
+:func:`prunelens.train.train_imp` (Sup) and
+:func:`prunelens.train.pretrain_imp` (SCL, SimCLR: over the contrastive
+pre-training), one round loop (``prunelens.train._imp_rounds``); this
+module holds its pure parts.
 
 * What is pruned: conv and linear *weights*, not biases (open_lth's
   prunable layers), so that a round's count is exact in the sparsity
-  accounting of :func:`prunelens.pruning.measured_sparsity`.
+  accounting of :func:`prunelens.pruning.measured_sparsity`; in
+  contrastive pre-training the encoder's convolution weights only (the
+  projection head is never pruned).
 * What is rewound: every parameter and buffer (BatchNorm's affine
   parameters and running statistics included), as open_lth reloads the
   whole state dict of the rewind step; the optimiser restarts from zero

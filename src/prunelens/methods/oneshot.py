@@ -29,6 +29,10 @@ class OneShot:
                 f"got {self.scope!r}"
             )
 
+    @property
+    def per_tensor(self) -> bool:
+        return self.scope == "layerwise"
+
     def prune(
         self,
         targets: Sequence[Target],

@@ -33,6 +33,10 @@ def mask_generator(seed: int) -> torch.Generator:
 
 @dataclass(frozen=True)
 class RandomMasks:
+    @property
+    def per_tensor(self) -> bool:
+        return False  # global: the count is over all targets together
+
     def prune(
         self,
         targets: Sequence[Target],
