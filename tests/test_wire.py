@@ -265,8 +265,9 @@ def test_contrastive_imp_dry_runs_to_all(tmp_path, per_job):
     seeds = [[0], [1]] if per_job == 1 else [[0, 1]]
     assert sorted(sorted(o.split(", ")) for o, _ in jobs) == sorted(
         sorted(
-            f"results/models/{m}/imp/s{s}/seed{seed}/encoder.pt"
+            f"results/models/{m}/imp/s{s}/seed{seed}/{f}"
             for s in (50, 80)
+            for f in ("encoder.pt", "encoder_curves.csv")
             for seed in block
         )
         for m in ("scl", "simclr")

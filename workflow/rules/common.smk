@@ -179,14 +179,14 @@ def imp_epochs(method):
     return loop["epochs"] + rounds * (loop["epochs"] - config["imp"]["rewind_epoch"])
 
 
-def imp_tensorboard(method, **over):
-    """The wildcard values an IMP job's TensorBoard runs are named by (its
-    method, schedule imp, its highest sparsity); ``over`` None drops one (the
-    job's own wildcard then gives it)."""
+def imp_tensorboard(of, **over):
+    """The wildcard values an IMP job of method ``of`` names its TensorBoard
+    runs by (the method, schedule imp, its highest sparsity); a value of
+    ``over`` None drops one (the job's own wildcard then gives it)."""
     fixed = {
-        "method": method,
+        "method": of,
         "schedule": "imp",
-        "sparsity": max(imp_sparsities(method)),
+        "sparsity": max(imp_sparsities(of)),
         **over,
     }
     return {k: v for k, v in fixed.items() if v is not None}
