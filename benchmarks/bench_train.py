@@ -24,7 +24,12 @@ depend on the pixels):
   10,000 points at the 16 probe widths. ``--quick`` on CPU times a fraction
   and extrapolates (marked in the output);
 * the peak RSS of a quick-scale job: ``prunelens.train.train_supervised`` on
-  a 1,000-image prepared file for one epoch, in a subprocess.
+  a 1,000-image prepared file for one epoch, in a subprocess;
+* ``--only logging``: the wall time of a quick-scale-like training job
+  (``train_supervised``, 1,000 images, WRN-16-2, batch 128, 2 epochs: 16
+  steps) with its training curves logged as the quick scale does (a row
+  every 2 steps, TensorBoard and CSV, progress lines) and without (no step
+  rows, no TensorBoard, no CSV), the two interleaved, the ratio of medians.
 
 Results go to ``benchmarks/results/<device>-<date>.json`` (or ``--out``), and
 BENCHMARKS.md is rebuilt from every result file present (newest per device),
@@ -723,6 +728,96 @@ def analysis_rows(b: Bench) -> None:
     )
 
 
+# ----------------------------------------------------------------- logging
+
+LOGGING_REPS = 9  # per case, after one untimed job each
+
+
+def _quick_prepared(out: Path) -> Path:
+    """A 1,000 + 1,000 image prepared file of random pixels (timing only)."""
+    from prunelens.data import CLASSES
+
+    rng = np.random.default_rng(0)
+    arrays: dict[str, Any] = {}
+    for split in ("train", "test"):
+        arrays[f"{split}_images"] = rng.integers(0, 256, (1000, 32, 32, 3), np.uint8)
+        arrays[f"{split}_labels"] = np.arange(1000, dtype=np.int64) % 10
+        arrays[f"{split}_index"] = np.arange(1000, dtype=np.int64)
+    path = out / "prepared.npz"
+    np.savez(path, classes=np.array(CLASSES), **arrays)
+    return path
+
+
+def logging_rows(b: Bench, reps: int = LOGGING_REPS) -> None:
+    """One quick-scale-like job with curves logged (every 2 steps, as the
+    quick profile) vs not, interleaved; seconds per job, whole job (data
+    loading, training, test evaluation, writing)."""
+    from prunelens.train import train_supervised
+
+    hp = {"epochs": 2, "batch_size": 128, "lr": 0.1, "momentum": 0.9,
+          "nesterov": False, "weight_decay": 5e-4, "milestones": [1], "gamma": 0.1,
+          "augment": SUP_AUG}  # fmt: skip
+    settings = {"device": b.dev.type, "threads": torch.get_num_threads(),
+                "precision": "bf16", "eval_batch_size": 256}  # fmt: skip
+    # wall seconds, and this process's CPU seconds: less moved by other
+    # processes' load on a shared host
+    times: dict[str, list[float]] = {"on": [], "off": []}
+    cpu: dict[str, list[float]] = {"on": [], "off": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp)
+        data = _quick_prepared(out)
+
+        def job(case: str) -> tuple[float, float]:
+            on = case == "on"
+            t0, c0 = time.perf_counter(), time.process_time()
+            train_supervised(
+                data=data, seeds=[0], arch=ARCH, hp=hp,
+                norm={"mean": list(NORM.mean), "std": list(NORM.std)},
+                gmp={"begin": 2, "end": 12, "frequency": 2, "scope": "layerwise"},
+                sparsity=50, schedule="gmp",
+                model_outs=[out / case / "model.pt"],
+                metrics_outs=[out / case / "metrics.json"],
+                curves_outs=[out / case / "curves.csv"] if on else None,
+                tensorboard_dirs=[out / case / "tb"] if on else None,
+                settings={**settings, "log_every_steps": 2 if on else 0},
+            )  # fmt: skip
+            b.sync()
+            return time.perf_counter() - t0, time.process_time() - c0
+
+        for case in ("on", "off"):  # untimed: imports, allocator warm-up
+            job(case)
+        for i in range(reps):
+            # alternate which case goes first: drift hits both alike
+            for case in ("on", "off") if i % 2 == 0 else ("off", "on"):
+                wall, used = job(case)
+                times[case].append(wall)
+                cpu[case].append(used)
+    labels = {
+        "on": "quick-scale Sup/GMP job, curves logged (every 2 steps, TB + CSV)",
+        "off": "quick-scale Sup/GMP job, no curves (epoch rows only)",
+    }
+    for case in ("on", "off"):
+        b.add(
+            {
+                "id": f"logging/{case}",
+                "label": labels[case],
+                "value": statistics.median(times[case]),
+                "unit": "s",
+                "rounds": times[case],
+                "cpu_s": cpu[case],
+            }
+        )
+    paired = [a / c for a, c in zip(times["on"], times["off"], strict=True)]
+    b.data["logging_ratio"] = {
+        "of_medians": statistics.median(times["on"]) / statistics.median(times["off"]),
+        "median_paired": statistics.median(paired),
+        "paired": paired,
+        "cpu_of_medians": statistics.median(cpu["on"]) / statistics.median(cpu["off"]),
+    }
+    b.save()
+    print(f"  on / off: {b.data['logging_ratio']['of_medians']:.3f}", flush=True)
+
+
 # --------------------------------------------------------------------- RSS
 
 _RSS_CHILD = """
@@ -916,6 +1011,9 @@ def measure_only(b: Bench, sections: list[str]) -> Path:
             one_model_compiled(b, n, warm)
         elif section == "procs":
             concurrent_processes(b, [1, 4, 8], ["eager", "reduce-overhead"])
+        elif section == "logging":
+            print("training curves: a quick-scale job logged vs not (interleaved)")
+            logging_rows(b)
         else:
             raise SystemExit(f"--only: unknown section {section!r}")
     return b.path
@@ -1379,7 +1477,74 @@ def write_report(dirs: list[Path], dest: Path) -> None:
             *_device_table(d),
         ]
     lines += _arch_section(files)
+    lines += _logging_section(files)
     dest.write_text("\n".join(lines) + "\n")
+
+
+def _logging_section(files: list[Path]) -> list[str]:
+    """The newest ``--only logging`` run per device: curves logged vs not."""
+    newest: dict[str, tuple[Path, dict[str, Any]]] = {}
+    for f in files:
+        data = json.loads(f.read_text())
+        if "logging" in (data.get("only") or []) and "logging_ratio" in data:
+            dev = data["device"]
+            if dev not in newest or data["date"] > newest[dev][1]["date"]:
+                newest[dev] = (f, data)
+    if not newest:
+        return []
+    lines = [
+        "",
+        "## Training curves (logging overhead)",
+        "",
+        "`python benchmarks/bench_train.py --device cpu --only logging`: the "
+        "wall time of one quick-scale-like training job (Sup / GMP 50%, "
+        "1,000 images, WRN-16-2, batch 128, bf16, 2 epochs = 16 steps, then "
+        "the test evaluation) with its training curves logged as the quick "
+        "scale does (a step row every 2 steps to TensorBoard and the CSV) "
+        "and without (epoch rows only, no TensorBoard, no CSV); the two "
+        "interleaved, after one untimed job each. On a shared host read the "
+        "ratios.",
+    ]
+    for dev in sorted(newest):
+        path, d = newest[dev]
+        m, r = d["machine"], d["logging_ratio"]
+        rows = {x["id"]: x for x in d["rows"]}
+        lines += [
+            "",
+            f"`{path.name}` ({dev}): commit {d.get('commit') or 'unknown'}; "
+            f"CPU {m['cpu']} ({m['cores']} cores, torch threads: "
+            f"{m['torch_threads']}){'; GPU ' + m['gpu'] if m['gpu'] else ''}; "
+            f"torch {m['torch']}; {d['date']}"
+            + (f"; load average {d['load_avg'][0]:.1f}" if d.get("load_avg") else ""),
+            "",
+            "| case | median s per job | range | median CPU s | jobs |",
+            "| --- | ---: | ---: | ---: | ---: |",
+        ]
+        for case in ("on", "off"):
+            row = rows.get(f"logging/{case}")
+            if row:
+                lo, hi = min(row["rounds"]), max(row["rounds"])
+                used = (
+                    f"{statistics.median(row['cpu_s']):.2f}" if "cpu_s" in row else ""
+                )
+                lines.append(
+                    f"| {row['label']} | {row['value']:.2f} | {lo:.2f}-{hi:.2f} "
+                    f"| {used} | {len(row['rounds'])} |"
+                )
+        lo, hi = min(r["paired"]), max(r["paired"])
+        lines += [
+            "",
+            f"Logged / not: **{r['of_medians']:.3f}** (ratio of medians); "
+            f"median of the {len(r['paired'])} paired ratios "
+            f"{r['median_paired']:.3f} (range {lo:.3f}-{hi:.3f})"
+            + (
+                f"; CPU seconds of the job's process, ratio of medians "
+                f"**{r['cpu_of_medians']:.3f}** (less moved by other jobs' load)."
+                if "cpu_of_medians" in r
+                else "."
+            ),
+        ]
+    return lines
 
 
 def _arch_section(files: list[Path]) -> list[str]:
@@ -1474,7 +1639,9 @@ def main() -> None:
         "--only",
         type=lambda v: v.split(","),
         help="run only these extra sections (arch: WRN-16-2 vs ResNet-18 training "
-        "and inference, any device; CUDA: compile1: one model compiled; procs: "
+        "and inference, any device; logging: a quick-scale job with its "
+        "training curves logged vs not, any device; CUDA: compile1: one model "
+        "compiled; procs: "
         "concurrent processes) into <device>-<date>-<sections>.json; the "
         "report merges the rows of every file of a device's newest date and "
         "shows the newest arch run per device in its own section",

@@ -123,6 +123,7 @@ TINY = {
     # 30 of the 60 test images, evenly spaced: 3 per class
     "analysis": {"depth": {"models": 2}, "umap": {"max_examples": 30}},
     "eval_batch_size": 256,
+    "logging": {"every_steps": 2},  # 2 curve rows per epoch of 4 steps
 }
 
 

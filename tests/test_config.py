@@ -51,6 +51,8 @@ def test_paper_and_quick_configs_are_valid(paper_config):
         ({"gmp": {"sup": {"begin": 50, "end": 10}}}, "gmp.sup.begin", "50"),
         ({"pie": {"tie_break": "random"}}, "pie.tie_break", "'random'"),
         ({"device": "tpu"}, "device", "'tpu'"),
+        ({"logging": {"every_steps": -1}}, "logging.every_steps", "-1"),
+        ({"logging": {"progress_s": 0.5}}, "logging.progress_s", "0.5"),
         ({"data": {"subset_train": 15}}, "data.subset_train", "15"),
         (
             {"data": {"subset_train": 50010}},

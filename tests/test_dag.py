@@ -41,6 +41,7 @@ def plan(tiny_run, tmp_path, overlay=None, *args):
         ({"eval_batch_size": 64}, ()),
         ({"device": "cpu"}, ()),
         ({"compile": True}, ()),
+        ({"logging": {"every_steps": 7, "progress_s": 5}}, ()),  # curves cadence
         (None, ("--config", "device=cuda", "eval_batch_size=8")),
         (None, ("--set-threads", "train_supervised=2", "predict=2")),
         (None, ("--set-resources", "predict:eval_batch_size=16")),
@@ -70,7 +71,8 @@ def test_the_depth_definition_replans_only_what_shows_it(tiny_run, tmp_path):
                 "probe_depth": 3, "score_q": 3, "vote_pies": 2, "embed_umap": 1,
                 "claims": 1, "table1": 1, "table3": 1, "table5": 1, "table6": 1,
                 "pie_overlap": 1, "sparsity_table": 1, "fig1": 1, "fig2": 1,
-                "fig3": 1, "fig4": 1, "fig5": 1, "fig7": 1, "all": 1,
+                "fig3": 1, "fig4": 1, "fig5": 1, "fig7": 1, "fig_curves": 1,
+                "all": 1,
             },
         ),
         (  # SCL heads (not the encoders), SCL One-Shot and what reads them
@@ -80,7 +82,8 @@ def test_the_depth_definition_replans_only_what_shows_it(tiny_run, tmp_path):
                 "probe_depth": 4, "score_q": 4, "vote_pies": 3, "embed_umap": 1,
                 "claims": 1, "table1": 1, "table4": 1, "table6": 1,
                 "pie_overlap": 1, "sparsity_table": 1, "fig1": 1, "fig2": 1,
-                "fig3": 1, "fig4": 1, "fig5": 1, "fig6": 1, "fig7": 1, "all": 1,
+                "fig3": 1, "fig4": 1, "fig5": 1, "fig6": 1, "fig7": 1,
+                "fig_curves": 1, "all": 1,
             },
         ),
         (  # every probe, then what shows depth

@@ -12,12 +12,14 @@ from pypdf import PdfReader
 from prunelens.data import CLASSES
 from prunelens.figures import (
     Cell,
+    fig_curves,
     fig_dense_vs_sparse,
     fig_gallery,
     fig_pie_classes,
     fig_umap,
     gallery_group,
     save,
+    seed_band,
     select_gallery,
 )
 from prunelens.pie import overlap_iou, pie_class_counts
@@ -318,3 +320,47 @@ def test_save_failure_leaves_no_partial_files(tmp_path: Path) -> None:
         save(fig, tmp_path / "f.pdf", tmp_path / "f.png")
     assert list(tmp_path.iterdir()) == []
     assert not plt.fignum_exists(fig.number)
+
+
+def _curves(losses: list[float], steps: list[int], level: str = "step") -> pd.DataFrame:
+    n = len(steps)
+    return pd.DataFrame(
+        {"level": [level] * n, "round": [pd.NA] * n, "epoch": [1] * n,
+         "step": steps, "loss": losses, "acc": [float("nan")] * n,
+         "lr": [0.1] * n, "sparsity": [0.5] * n, "images_per_s": [10.0] * n}
+    )  # fmt: skip
+
+
+def test_seed_band_is_mean_min_max_per_step() -> None:
+    a = _curves([3.0, 2.0], [2, 4])
+    b = _curves([1.0, 4.0], [2, 4])
+    epoch_only = _curves([9.0], [4], level="epoch")  # no step rows: epoch rows
+    band = seed_band([a, b, epoch_only], "loss")
+    assert band.to_dict("list") == {
+        "step": [2, 4],
+        "mean": [2.0, 5.0],
+        "min": [1.0, 2.0],
+        "max": [3.0, 9.0],
+    }
+    assert seed_band([a], "acc").empty  # no accuracy: nothing to draw
+
+
+def test_fig_curves_one_row_per_stage(tmp_path: Path) -> None:
+    stages = [
+        ("pre-training", {0: [_curves([5.0, 4.0], [2, 4])] * 2}),
+        ("linear head", {0: [_curves([2.0, 1.0], [1, 2])],
+                         50: [_curves([2.5, 1.5], [1, 2])]}),
+    ]  # fmt: skip
+    fig = fig_curves(stages, title="Training curves: SCL / GMP", n_seeds=2)
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert titles == [
+        "pre-training: training loss",
+        "pre-training: sparsity",
+        "linear head: training loss",
+        "linear head: sparsity",
+    ]  # fmt: skip  (no accuracy in either: placeholder panels)
+    head_loss = fig.axes[3]
+    assert len(head_loss.get_lines()) == 2  # one line per sparsity
+    assert "mean over 2 seeds, band: min-max" in fig._suptitle.get_text()
+    save(fig, tmp_path / "c.pdf", tmp_path / "c.png")
+    assert len(PdfReader(tmp_path / "c.pdf").pages) == 1

@@ -463,10 +463,40 @@ def straight(prepared, tmp_path_factory) -> tuple[Path, dict[str, Any]]:
     mp.setattr(train_mod, "train", spy_train)
     mp.setattr(train_mod, "capture", spy_capture)
     try:
-        _imp(prepared, out)
+        _imp(
+            prepared, out, settings={**CPU, "log_every_steps": 2},
+            curves_outs={t: [out / f"s{t}" / "seed4" / "curves.csv"] for t in TARGETS},
+            tensorboard_dirs=[out / "tb" / "seed4"],
+        )  # fmt: skip
     finally:
         mp.undo()
     return out, seen
+
+
+def test_imp_curves_count_steps_across_rounds(straight):
+    from tensorboard.backend.event_processing.event_accumulator import (
+        EventAccumulator,
+    )
+
+    from prunelens.curves import read_curves
+
+    out, _ = straight
+    for t, rounds in zip(TARGETS, [1, 3], strict=True):
+        csv = read_curves(out / f"s{t}" / "seed4" / "curves.csv")
+        epochs = csv[csv["level"] == "epoch"]
+        # 5 steps per epoch; each later round retrains one epoch
+        assert list(epochs["step"]) == [5 * (i + 1) for i in range(2 + rounds)]
+        assert list(epochs["round"]) == [0, 0, *range(1, rounds + 1)]
+        steps = csv[csv["level"] == "step"]
+        # every 2 steps of a round: 10 in the dense round, 5 in each later one
+        later = [5 * (i + 2) + d for i in range(rounds) for d in (2, 4)]
+        assert list(steps["step"]) == [2, 4, 6, 8, 10, *later]
+        assert list(steps["round"]) == [0] * 5 + [i for i in range(1, rounds + 1)
+                                                  for _ in (2, 4)]  # fmt: skip
+    # one TensorBoard run holds every round, steps counting on
+    acc = EventAccumulator(str(out / "tb" / "seed4"), size_guidance={"scalars": 0})
+    acc.Reload()
+    assert [e.step for e in acc.Scalars("epoch/loss")] == [5, 10, 15, 20, 25]
 
 
 def test_imp_reaches_each_target_exactly_and_writes_the_usual_files(straight):
@@ -674,10 +704,38 @@ def contrastive(prepared, tmp_path_factory) -> tuple[Path, dict[str, Any]]:
     mp.setattr(train_mod, "train", spy_train)
     mp.setattr(train_mod, "capture", spy_capture)
     try:
-        seen["states"] = _pretrain_imp(prepared, out)
+        seen["states"] = _pretrain_imp(
+            prepared, out, settings={**CPU, "log_every_steps": 2},
+            curves_outs={t: [out / f"s{t}" / "seed4" / "encoder_curves.csv"]
+                         for t in TARGETS},
+            tensorboard_dirs=[out / "tb" / "seed4"],
+        )  # fmt: skip
     finally:
         mp.undo()
     return out, seen
+
+
+def test_contrastive_imp_curves_have_every_round_and_no_accuracy(contrastive):
+    from tensorboard.backend.event_processing.event_accumulator import (
+        EventAccumulator,
+    )
+
+    from prunelens.curves import read_curves, tags
+
+    out, seen = contrastive
+    per_epoch = seen["states"][TARGETS[0]][0]["steps"] // 3  # 2 + 1 round
+    for t, rounds in zip(TARGETS, [1, 3], strict=True):
+        csv = read_curves(out / f"s{t}" / "seed4" / "encoder_curves.csv")
+        epochs = csv[csv["level"] == "epoch"]
+        assert list(epochs["round"]) == [0, 0, *range(1, rounds + 1)]
+        assert list(epochs["step"]) == [per_epoch * (i + 1) for i in range(2 + rounds)]
+        assert csv["acc"].isna().all()  # no classifier in pre-training
+    acc = EventAccumulator(str(out / "tb" / "seed4"), size_guidance={"scalars": 0})
+    acc.Reload()
+    assert sorted(acc.Tags()["scalars"]) == sorted(tags(accuracy=False))
+    assert [e.step for e in acc.Scalars("epoch/loss")] == [
+        per_epoch * (i + 1) for i in range(5)
+    ]
 
 
 def test_contrastive_imp_prunes_the_encoder_convs_to_each_target_exactly(

@@ -190,6 +190,7 @@ def test_the_new_schedules_dry_run_to_all(tmp_path):
         "pie_overlap": 1,
         "sparsity_table": 1,
         **{f"fig{n}": 1 for n in range(1, 8)},
+        "fig_curves": 1,
     }, out
     # random cells reuse prune_oneshot: its own paths, a pruner without options
     random_jobs = re.findall(
@@ -202,7 +203,7 @@ def test_the_new_schedules_dry_run_to_all(tmp_path):
     assert sorted(imp[0].split(", ")) == sorted(
         f"results/models/sup/imp/s{s}/seed{seed}/{f}"
         for s in (50, 80)
-        for f in ("model.pt", "metrics.json")
+        for f in ("model.pt", "metrics.json", "curves.csv")
         for seed in [int(re.search(r"seed(\d)", imp[0]).group(1))]
     )
 
@@ -231,6 +232,7 @@ ANALYSIS = {
     **dict.fromkeys(["pie_overlap", "sparsity_table"], 1),
     **{f"table{n}": 1 for n in (1, 3, 4, 5, 6)},
     **{f"fig{n}": 1 for n in range(1, 8)},
+    "fig_curves": 1,
 }
 
 
@@ -263,8 +265,9 @@ def test_contrastive_imp_dry_runs_to_all(tmp_path, per_job):
     seeds = [[0], [1]] if per_job == 1 else [[0, 1]]
     assert sorted(sorted(o.split(", ")) for o, _ in jobs) == sorted(
         sorted(
-            f"results/models/{m}/imp/s{s}/seed{seed}/encoder.pt"
+            f"results/models/{m}/imp/s{s}/seed{seed}/{f}"
             for s in (50, 80)
+            for f in ("encoder.pt", "encoder_curves.csv")
             for seed in block
         )
         for m in ("scl", "simclr")

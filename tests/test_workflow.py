@@ -187,6 +187,54 @@ def test_every_figure_is_a_valid_pdf_and_png(tiny_run):
             assert min(img.size) > 200
     # Figure 1 asks for 95 %, which this grid lacks: the substitution is logged
     assert "showing 50% instead" in (work / "results/logs/fig1.log").read_text()
+    # one training-curves figure per (method, schedule) trained
+    curves = sorted(
+        p.relative_to(work / "results/figures/curves").as_posix()
+        for p in (work / "results/figures/curves").rglob("*.png")
+    )
+    assert curves == [
+        "scl/delayed_gmp.png", "scl/dense.png", "scl/gmp.png", "scl/oneshot.png",
+        "sup/dense.png", "sup/gmp.png", "sup/oneshot.png",
+    ]  # fmt: skip
+    for name in curves:
+        assert len(PdfReader(work / "results/figures/curves" / name.replace(
+            ".png", ".pdf")).pages) == 1  # fmt: skip
+
+
+def test_every_training_writes_its_curves_csv_and_tensorboard_run(tiny_run):
+    from tensorboard.backend.event_processing.event_accumulator import (
+        EventAccumulator,
+    )
+
+    from prunelens.curves import read_curves, tags
+
+    work, _, _ = tiny_run
+    models = work / "results/models"
+    runs = work / "results/logs/tensorboard"
+    # (rule, method/schedule/sparsity, curves file, steps per epoch, epochs)
+    jobs = [
+        ("train_supervised", "sup/dense/s0", "curves.csv", 4, 1),
+        ("train_supervised", "sup/gmp/s50", "curves.csv", 4, 1),
+        ("prune_oneshot", "sup/oneshot/s50", "curves.csv", 4, 1),
+        ("pretrain_supcon", "scl/gmp/s50", "encoder_curves.csv", 4, 2),
+        ("fit_linear_head", "scl/gmp/s50", "curves.csv", 4, 1),
+        ("prune_oneshot", "scl/oneshot/s50", "curves.csv", 4, 1),
+    ]
+    for rule, cell, name, per_epoch, epochs in jobs:
+        for seed in (0, 1):
+            csv = read_curves(models / cell / f"seed{seed}" / name)
+            # logging.every_steps 2 (conftest.TINY): 2 step rows per epoch
+            assert list(csv["level"]) == ["step", "step", "epoch"] * epochs, cell
+            assert list(csv["step"]) == [
+                s for e in range(epochs) for s in (
+                    per_epoch * e + 2, per_epoch * e + 4, per_epoch * e + 4)
+            ]  # fmt: skip
+            acc = EventAccumulator(str(runs / rule / cell / f"seed{seed}"))
+            acc.Reload()
+            want = tags(accuracy=rule != "pretrain_supcon")
+            assert sorted(acc.Tags()["scalars"]) == sorted(want), (rule, cell)
+            assert len(acc.Scalars("train/loss")) == 2 * epochs
+            assert len(acc.Scalars("epoch/loss")) == epochs
 
 
 def test_report_is_one_html_file(tiny_run):
@@ -196,6 +244,7 @@ def test_report_is_one_html_file(tiny_run):
     html = (work / "results/report.html").read_text()
     assert "Table 1" in html
     assert "Figure 7" in html
+    assert "Training curves" in html  # the fig_curves category
     # the front page opens with the claims, verdicts coloured
     assert "Which claims hold" in html
     assert "Per-tensor sparsity" in html  # sparsity.html and its caption
@@ -238,6 +287,7 @@ def test_changing_one_gmp_value_reruns_exactly_its_dependants(tiny_run):
         "fig3": 1,
         "fig5": 1,
         "fig7": 1,
+        "fig_curves": 1,  # Sup / GMP's training curves
     }, out
     assert "Params have changed since last execution" in out
     # the retrained models are the GMP ones; dense and One-Shot stay

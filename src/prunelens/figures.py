@@ -7,7 +7,7 @@ plain DataFrames / arrays; reading them from disk is the caller's job.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +34,7 @@ matplotlib.use("Agg")
 __all__ = [
     "METHOD_LABELS",
     "Cell",
+    "fig_curves",
     "fig_dense_vs_sparse",
     "fig_gallery",
     "fig_pie_classes",
@@ -580,3 +581,80 @@ def fig_gallery(
                 ax.set_title(captions[i], fontsize="small")
         fig.suptitle(title, fontsize="x-large")
         save(fig, pdf, png)
+
+
+# The panels of a training-curves figure: (curves column, y label).
+CURVE_PANELS = (
+    ("loss", "training loss"),
+    ("acc", "training accuracy"),
+    ("sparsity", "sparsity"),
+)
+
+
+def seed_band(frames: Sequence[pd.DataFrame], column: str) -> pd.DataFrame:
+    """Mean, min and max over seeds of ``column`` at each step.
+
+    Step rows where the curves have them, else the epoch rows; a step only
+    some seeds logged counts the seeds that did.
+    """
+    rows = []
+    for f in frames:
+        level = "step" if (f["level"] == "step").any() else "epoch"
+        rows.append(f.loc[f["level"] == level, ["step", column]])
+    both = pd.concat(rows).dropna()
+    return both.groupby("step")[column].agg(["mean", "min", "max"]).reset_index()
+
+
+def fig_curves(
+    stages: Sequence[tuple[str, Mapping[int, Sequence[pd.DataFrame]]]],
+    *,
+    title: str,
+    n_seeds: int,
+) -> Figure:
+    """Training curves of one (method, schedule): a row per training stage
+    (label, per sparsity the seeds' curves), a column per :data:`CURVE_PANELS`
+    scalar; a line per sparsity, the mean over seeds in a min-max band."""
+    with _style():
+        fig, axes = plt.subplots(
+            len(stages),
+            len(CURVE_PANELS),
+            figsize=(4.2 * len(CURVE_PANELS), 3.2 * len(stages)),
+            layout="constrained",
+            squeeze=False,
+        )
+        sparsities = sorted({s for _, by in stages for s in by})
+        colours = dict(
+            zip(sparsities, sns.color_palette("viridis", len(sparsities)), strict=True)
+        )
+        for row, (label, by_sparsity) in zip(axes, stages, strict=True):
+            for ax, (column, ylabel) in zip(row, CURVE_PANELS, strict=True):
+                drawn = False
+                for s in sorted(by_sparsity):
+                    band = seed_band(by_sparsity[s], column)
+                    if band.empty:
+                        continue
+                    c = colours[s]
+                    ax.plot(band["step"], band["mean"], color=c, label=f"{s}%")
+                    ax.fill_between(
+                        band["step"], band["min"], band["max"], color=c, alpha=0.25
+                    )
+                    drawn = True
+                if not drawn:
+                    _placeholder(ax, f"no {ylabel} in {label}")
+                    continue
+                # a one-stage figure needs no stage name in its titles
+                name = ylabel if len(stages) == 1 else f"{label}: {ylabel}"
+                ax.set_title(name, fontsize="medium")
+                ax.set_xlabel("optimiser step")
+                ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        handles = [Line2D([], [], color=colours[s], label=f"{s}%") for s in sparsities]
+        fig.legend(
+            handles=handles,
+            title="sparsity",
+            loc="outside right center",
+            frameon=False,
+        )
+        fig.suptitle(
+            f"{title} (mean over {n_seeds} seeds, band: min-max)", fontsize="large"
+        )
+    return fig

@@ -13,16 +13,19 @@ from typing import Any
 
 import pandas as pd
 
+from prunelens.curves import read_curves
 from prunelens.data import load_prepared
 from prunelens.datasets import DATASETS
 from prunelens.figures import (
     Cell,
     fig_absent,
+    fig_curves,
     fig_dense_vs_sparse,
     fig_gallery,
     fig_pie_classes,
     fig_umap,
     gallery_group,
+    save,
     select_gallery,
 )
 from prunelens.files import (
@@ -292,3 +295,26 @@ def fig_gallery_pies(
         title=f"{title}\n(U: dense population, S: sparse population)",
         max_per_group=per_group,
     )
+
+
+def fig_training_curves(
+    panels: Sequence[Mapping[str, Any]],
+    *,
+    method: str,
+    schedule: str,
+    pdf: str | Path,
+    png: str | Path,
+) -> None:
+    """The training curves of one (method, schedule) from its models' curves
+    CSVs: ``panels`` are {stage, sparsity, files (one per seed)}, in order."""
+    stages: dict[str, dict[int, list[pd.DataFrame]]] = {}
+    for p in panels:
+        by = stages.setdefault(p["stage"], {})
+        by[int(p["sparsity"])] = [read_curves(f) for f in p["files"]]
+    n_seeds = max(len(p["files"]) for p in panels)
+    fig = fig_curves(
+        list(stages.items()),
+        title=f"Training curves: {group_label(method, schedule)}",
+        n_seeds=n_seeds,
+    )
+    save(fig, pdf, png)

@@ -36,6 +36,7 @@ from torch import Tensor, nn
 
 from prunelens import augment
 from prunelens.checkpoint import fingerprint, load_resume, resume_path, save_resume
+from prunelens.curves import Curves, Progress, eta, write_curves
 from prunelens.files import load_encoder, load_model
 from prunelens.losses import supcon_loss
 from prunelens.methods import make_pruner, pruner_key
@@ -158,10 +159,19 @@ def gmp_schedule(sparsity: int, gmp: Mapping[str, Any] | None) -> GMPSchedule | 
 
 @dataclass
 class History:
+    """One model's training record: a row per epoch (metrics.json's
+    ``history``) and per logging point (``steps``, every
+    ``settings.log_every_steps`` steps: :mod:`prunelens.curves`)."""
+
     epochs: list[dict[str, float]] = field(default_factory=list)
     step: int = 0
     wall_time_s: float = 0.0
     images_seen: int = 0
+    steps: list[dict[str, Any]] = field(default_factory=list)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # resume files written before ``steps`` existed
+        self.__dict__.update({"steps": [], **state})
 
 
 @dataclass(frozen=True)
@@ -199,6 +209,7 @@ class Run:
     # called with the number of epochs done, before the resume file is
     # written, so what it keeps is on disk before that epoch counts as done
     after_epoch: Callable[[int], None] | None = None
+    accuracy: bool = True  # whether the objective's counts mean anything
 
 
 def batch_inputs(
@@ -234,13 +245,19 @@ def train(
     resume: Path,
     key: str,
     desc: str,
+    curves: Curves | None = None,
 ) -> list[History]:
     """Train K = len(gens) models for ``cfg.epochs`` epochs; their histories.
 
     Resumes from ``resume`` when it holds fingerprint ``key``, and writes it
     after every epoch. bf16 autocast (``settings.bf16``) covers the network
     and the objective; weights, optimiser state and the loss stay float32.
+    Every ``settings.log_every_steps`` steps (0: never) each History gets a
+    step row, mirrored with the epoch rows to ``curves`` (TensorBoard); at
+    least every ``settings.progress_s`` seconds of an epoch the log gets a
+    progress line. Neither changes what is trained.
     """
+    curves = curves or Curves()
     k = len(gens)
     opt = torch.optim.SGD(
         run.params,
@@ -262,10 +279,16 @@ def train(
         log.info(
             "resumed from %s at epoch %d/%d", resume, len(hists[0].epochs), cfg.epochs
         )
+        curves.write([h.steps for h in hists], [h.epochs for h in hists], run.accuracy)
     net: Callable[[Tensor], Tensor] = (
         torch.compile(run.net) if settings.compile else run.net
     )
     n, step = len(labels), hists[0].step
+    every = settings.log_every_steps
+    progress = Progress(settings.progress_s)
+    # Measuring sparsity costs more than a logging point's other work; masks
+    # change only when GMP prunes, so step rows reuse the last measurement.
+    row_sp: list[float] | None = None
     for epoch in range(len(hists[0].epochs), cfg.epochs):
         lr = run.lr_at(epoch)
         for group in opt.param_groups:
@@ -275,10 +298,13 @@ def train(
         perms = [augment.permutation(n, g, images.device) for g in gens]
         total_loss = torch.zeros(k, device=images.device)
         correct = torch.zeros(k, dtype=torch.long, device=images.device)
+        seen = 0  # images per model this epoch
+        # the accumulators' values at the previous step row of this epoch
+        row_t, row_seen, row_loss, row_right = t0, 0, [0.0] * k, [0] * k
         for i in range(0, n, cfg.batch_size):
             step += 1
-            if run.gmp is not None:
-                run.gmp.step(step)
+            if run.gmp is not None and run.gmp.step(step):
+                row_sp = None
             idx = [p[i : i + cfg.batch_size] for p in perms]
             x, y = batch_inputs(images, labels, idx, gens, run.views, norm)
             with torch.autocast(
@@ -290,6 +316,44 @@ def train(
             opt.step()
             total_loss += losses.detach() * len(idx[0])
             correct += n_right
+            seen += len(idx[0])
+            if every and step % every == 0:
+                # the one device sync of a logging point: reading the sums
+                now, cum_loss, cum_right = (
+                    time.perf_counter(),
+                    total_loss.tolist(),
+                    correct.tolist(),
+                )
+                m = seen - row_seen
+                row_sp = row_sp or run.sparsity()
+                rows = [
+                    {
+                        "epoch": epoch + 1,
+                        "step": step,
+                        "loss": (cl - pl) / m,
+                        "acc": (cr - pr) / m if run.accuracy else None,
+                        "lr": lr,
+                        "sparsity": sp,
+                        "images_per_s": m / max(now - row_t, 1e-9),
+                    }
+                    for cl, pl, cr, pr, sp in zip(
+                        cum_loss, row_loss, cum_right, row_right, row_sp,
+                        strict=True,
+                    )
+                ]  # fmt: skip
+                for hist, row in zip(hists, rows, strict=True):
+                    hist.steps.append(row)
+                curves.write([[r] for r in rows], [[]] * k, run.accuracy)
+                row_t, row_seen, row_loss, row_right = now, seen, cum_loss, cum_right
+            if progress.due():
+                rate = seen / max(time.perf_counter() - t0, 1e-9)
+                left = n - seen
+                log.info(
+                    "%s epoch %d/%d step %d (%d/%d images) %.0f img/s per model; "
+                    "left: epoch %s, training %s",
+                    desc, epoch + 1, cfg.epochs, step, seen, n, rate,
+                    eta(left / rate), eta((left + (cfg.epochs - epoch - 1) * n) / rate),
+                )  # fmt: skip
         mean_loss = [t / n for t in total_loss.tolist()]
         if not all(math.isfinite(v) for v in mean_loss):
             raise TrainingDiverged(
@@ -297,7 +361,7 @@ def train(
                 f"{epoch + 1} (lr {lr:g}); lower the learning rate or check the data"
             )
         dt = time.perf_counter() - t0
-        sparsity = run.sparsity()
+        sparsity = row_sp = run.sparsity()
         for hist, loss, right, sp in zip(
             hists, mean_loss, correct.tolist(), sparsity, strict=True
         ):
@@ -306,8 +370,10 @@ def train(
             hist.images_seen += n
             row = {"epoch": epoch + 1, "loss": loss, "train_acc": right / n}
             hist.epochs.append(
-                {**row, "lr": lr, "sparsity": sp, "images_per_s": n / dt}
+                {**row, "lr": lr, "sparsity": sp, "images_per_s": n / dt, "step": step}
             )
+        curves.write([[]] * k, [[h.epochs[-1]] for h in hists], run.accuracy)
+        curves.flush()
         log.info(
             "%s epoch %d/%d loss %s lr %.2e sparsity %s %.0f img/s per model x%d",
             desc,
@@ -489,11 +555,13 @@ class _Job:
         )
 
 
-def _check_outputs(seeds: Sequence[int], *paths: Paths) -> None:
-    if any(len(p) != len(seeds) for p in paths):
+def _check_outputs(seeds: Sequence[int], *paths: Paths | None) -> None:
+    """One path per seed in each of ``paths`` (None: an output not asked for)."""
+    given = [p for p in paths if p is not None]
+    if any(len(p) != len(seeds) for p in given):
         raise ValueError(
             f"need one output path per seed: {len(seeds)} seeds, "
-            f"{[len(p) for p in paths]} paths"
+            f"{[len(p) for p in given]} paths"
         )
 
 
@@ -552,11 +620,12 @@ def finish_training(
     seed: int,
     extra: Mapping[str, Any] | None = None,
     layer_targets: Mapping[str, float] | None = None,
+    curves_out: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Test one trained classifier (masks permanent), write ``model.pt`` and
-    ``metrics.json`` (the file contract of docs/data-format.md);
-    ``layer_targets``: the per-tensor targets of its pruning, by tensor name
-    (:func:`prunelens.pruning.layer_sparsity`)."""
+    """Test one trained classifier (masks permanent), write ``model.pt``,
+    ``metrics.json`` and (``curves_out``) its curves CSV (the file contracts
+    of docs/data-format.md); ``layer_targets``: the per-tensor targets of its
+    pruning, by tensor name (:func:`prunelens.pruning.layer_sparsity`)."""
     from prunelens.evaluate import accuracy, predict
 
     meta = {
@@ -592,6 +661,8 @@ def finish_training(
     }
     save_model(model_out, model, meta)
     write_json(metrics_out, metrics)
+    if curves_out is not None:
+        write_curves(curves_out, hist.steps, hist.epochs, accuracy=True)
     log.info(
         "seed %d: test accuracy %.4f, sparsity %.4f",
         seed,
@@ -609,9 +680,12 @@ def _finish_all(
     metrics_outs: Paths,
     resume: Path,
     extras: Sequence[Mapping[str, Any] | None] | None = None,
+    curves_outs: Paths | None = None,
     **meta: Any,
 ) -> list[dict[str, Any]]:
-    out = _finish_models(net, hists, job, model_outs, metrics_outs, extras, **meta)
+    out = _finish_models(
+        net, hists, job, model_outs, metrics_outs, extras, curves_outs, **meta
+    )
     resume.unlink(missing_ok=True)
     return out
 
@@ -623,9 +697,11 @@ def _finish_models(
     model_outs: Paths,
     metrics_outs: Paths,
     extras: Sequence[Mapping[str, Any] | None] | None = None,
+    curves_outs: Paths | None = None,
     **meta: Any,
 ) -> list[dict[str, Any]]:
     """Write each model of ``net`` (masks baked in: ``net`` loses its hooks)."""
+    none = [None] * len(job.seeds)
     return [
         finish_training(
             model,
@@ -635,15 +711,17 @@ def _finish_models(
             metrics_out=me,
             seed=seed,
             extra=ex,
+            curves_out=cu,
             **meta,
         )
-        for model, hist, mo, me, seed, ex in zip(
+        for model, hist, mo, me, seed, ex, cu in zip(
             _unstack(net),
             hists,
             model_outs,
             metrics_outs,
             job.seeds,
-            extras or [None] * len(job.seeds),
+            extras or none,
+            curves_outs or none,
             strict=True,
         )
     ]
@@ -662,9 +740,15 @@ def train_supervised(
     sparsity: int,
     schedule: str,
     settings: Settings = None,
+    curves_outs: Paths | None = None,
+    tensorboard_dirs: Paths | None = None,
 ) -> list[dict[str, Any]]:
-    """Sup training from scratch, dense (sparsity 0) or with GMP to ``sparsity``%."""
-    _check_outputs(seeds, model_outs, metrics_outs)
+    """Sup training from scratch, dense (sparsity 0) or with GMP to ``sparsity``%.
+
+    Every stage takes ``curves_outs`` (per seed, the curves CSV to write) and
+    ``tensorboard_dirs`` (per seed, its TensorBoard run directory), both
+    optional (:mod:`prunelens.curves`)."""
+    _check_outputs(seeds, model_outs, metrics_outs, curves_outs, tensorboard_dirs)
     job = _Job.start(data, seeds, norm, settings)
     arch = {**arch, "n_classes": job.n_classes}  # saved with the model
     models, gens = job.seeded(lambda _: build_classifier(arch))
@@ -685,13 +769,15 @@ def train_supervised(
     key = job.key(
         [data], stage="sup", arch=arch, hp=hp, norm=norm, gmp=gmp, sparsity=sparsity
     )
+    curves = Curves(tensorboard_dirs)
     hists = train(
         run, job.images, job.labels, cfg, gens, job.norm,
         settings=job.settings, resume=resume, key=key,
-        desc=job.desc("sup", schedule, sparsity),
+        desc=job.desc("sup", schedule, sparsity), curves=curves,
     )  # fmt: skip
+    curves.close()
     return _finish_all(
-        net, hists, job, model_outs, metrics_outs, resume,
+        net, hists, job, model_outs, metrics_outs, resume, curves_outs=curves_outs,
         arch=arch, method="sup", schedule=schedule, sparsity=sparsity,
         layer_targets=_gmp_targets(sched, models[0]),
     )  # fmt: skip
@@ -712,6 +798,8 @@ def oneshot_finetune(
     settings: Settings = None,
     pruner: str = "oneshot",
     pruner_options: Mapping[str, Any] | None = None,
+    curves_outs: Paths | None = None,
+    tensorboard_dirs: Paths | None = None,
 ) -> list[dict[str, Any]]:
     """Post-training pruning of trained models, then CE fine-tuning (§5.3).
 
@@ -721,7 +809,9 @@ def oneshot_finetune(
     classifier (encoder and linear head) is pruned on its own and fine-tuned
     end to end, for Sup and SCL alike.
     """
-    _check_outputs(seeds, dense_models, model_outs, metrics_outs)
+    _check_outputs(
+        seeds, dense_models, model_outs, metrics_outs, curves_outs, tensorboard_dirs
+    )
     method_ = make_pruner(pruner, pruner_options)
     job = _Job.start(data, seeds, norm, settings)
     dense = dict(zip(job.seeds, dense_models, strict=True))
@@ -740,18 +830,20 @@ def oneshot_finetune(
         list(dense_models), stage="oneshot", hp=hp, augment=augment_cfg, norm=norm,
         method=method, sparsity=sparsity, pruner=pruner_key(pruner, method_),
     )  # fmt: skip
+    curves = Curves(tensorboard_dirs)
     hists = train(
         run, job.images, job.labels, cfg, gens, job.norm,
         settings=job.settings, resume=resume, key=key,
-        desc=job.desc(f"{method}-{pruner}", pruner, sparsity),
+        desc=job.desc(f"{method}-{pruner}", pruner, sparsity), curves=curves,
     )  # fmt: skip
+    curves.close()
     # a per-tensor method takes each tensor to the sparsity; a global one
     # only the total
     layer_targets = dict.fromkeys(
         tensor_names(loaded[0][0]) if method_.per_tensor else [], sparsity / 100
     )
     return _finish_all(
-        net, hists, job, model_outs, metrics_outs, resume,
+        net, hists, job, model_outs, metrics_outs, resume, curves_outs=curves_outs,
         arch=loaded[0][1]["arch"], method=method, schedule=pruner, sparsity=sparsity,
         layer_targets=layer_targets,
     )  # fmt: skip
@@ -768,6 +860,8 @@ def train_imp(
     norm: Mapping[str, Any],
     imp: Mapping[str, Any],
     settings: Settings = None,
+    curves_outs: Mapping[int, Paths] | None = None,
+    tensorboard_dirs: Paths | None = None,
 ) -> dict[int, list[dict[str, Any]]]:
     """Sup IMP with weight rewinding (:mod:`prunelens.methods.imp`) to every
     sparsity (%) of ``model_outs``, in one job: the rounds pass through the
@@ -779,7 +873,10 @@ def train_imp(
     ``epochs - 1`` of the same lr schedule. Each target's ``model.pt`` and
     ``metrics.json`` (schedule ``imp``) are those after the round that ends
     at it; its metrics count every round up to it (``history`` rows carry
-    their ``round``). Resume: see :func:`_imp_rounds`.
+    their ``round``). Resume: see :func:`_imp_rounds`. ``curves_outs`` (per
+    sparsity, per seed) get the curves of the rounds up to their target (a
+    ``round`` column; steps count on across rounds); ``tensorboard_dirs``
+    (per seed) one curve of every round.
     """
     sparsities = _imp_sparsities(model_outs)
     if sorted(metrics_outs) != sparsities:
@@ -787,8 +884,16 @@ def train_imp(
             f"model and metrics outputs for different sparsities: {sparsities} "
             f"and {sorted(metrics_outs)}"
         )
+    if curves_outs is not None and sorted(curves_outs) != sparsities:
+        raise ValueError(
+            f"model and curves outputs for different sparsities: {sparsities} "
+            f"and {sorted(curves_outs)}"
+        )
     for t in sparsities:
-        _check_outputs(seeds, model_outs[t], metrics_outs[t])
+        _check_outputs(
+            seeds, model_outs[t], metrics_outs[t],
+            None if curves_outs is None else curves_outs[t], tensorboard_dirs,
+        )  # fmt: skip
     cfg = SGDConfig.from_dict(hp)
     plan = _ImpPlan.of(imp, cfg.epochs, sparsities)
     job = _Job.start(data, seeds, norm, settings)
@@ -810,6 +915,7 @@ def train_imp(
     ) -> list[dict[str, Any]]:
         return _finish_models(
             model, hists, job, model_outs[t], metrics_outs[t], [extra] * k,
+            None if curves_outs is None else curves_outs[t],
             arch=arch, method="sup", schedule="imp", sparsity=t,
         )  # fmt: skip
 
@@ -821,6 +927,7 @@ def train_imp(
         net, [(m, n) for m, n in every if n == "weight"], gens, job, plan, cfg,
         make_run=make_run, lr_at=cfg.lr_at, write=write,
         resume=resume_path(model_outs[sparsities[0]][0]), key=base, stage="sup",
+        curves=Curves(tensorboard_dirs),
     )  # fmt: skip
 
 
@@ -879,6 +986,7 @@ def _imp_rounds(
     resume: Path,
     key: str,
     stage: str,
+    curves: Curves,
 ) -> dict[int, _T]:
     """The IMP rounds of one job (Sup's or a contrastive pre-training's), then
     ``write(target, model, histories, extra)`` for each target.
@@ -889,6 +997,8 @@ def _imp_rounds(
     from the rewind epoch). The masks are installed here. ``model`` is a copy
     of ``net`` after the round that ends at ``target`` (masks still
     installed); ``histories`` chain every round up to it, one per model.
+    ``curves``: one TensorBoard curve per model over every round (steps
+    counting on across rounds; a resumed job's finished rounds rewritten).
 
     Resume: ``train``'s ``resume.pt`` within a round (``key``/round<r>), and
     ``resume.imp.pt`` (the rewind point, the model after the last finished
@@ -920,6 +1030,9 @@ def _imp_rounds(
             state["rewind"] = capture(net, gens)
             save_resume(state_file, key, state)
 
+    for done in state["histories"]:  # a resumed job's finished rounds
+        curves.write([h.steps for h in done], [h.epochs for h in done])
+        curves.offset += done[0].step
     for r in range(state["round"] + 1, len(plan.schedule) + 1):
         round_cfg, round_lr = cfg, lr_at
         if r > 0:
@@ -931,8 +1044,9 @@ def _imp_rounds(
         hists = train(
             run, job.images, job.labels, round_cfg, gens, job.norm,
             settings=job.settings, resume=resume, key=f"{key}/round{r}",
-            desc=job.desc(stage, f"imp-round{r}", plan.sparsities[-1]),
+            desc=job.desc(stage, f"imp-round{r}", plan.sparsities[-1]), curves=curves,
         )  # fmt: skip
+        curves.offset += hists[0].step
         state["histories"].append(hists)
         for t in plan.sparsities:
             if plan.ends[t] == r:
@@ -943,6 +1057,7 @@ def _imp_rounds(
         resume.unlink(missing_ok=True)
         state.update(round=r, net=net.state_dict())
         save_resume(state_file, key, state)
+    curves.close()
 
     out = {}
     refresh_weights(targets)  # no autograd graph left: the net can be copied
@@ -984,14 +1099,18 @@ def _imp_options(imp: Mapping[str, Any], epochs: int) -> tuple[int, float]:
 
 def _chain(rounds: Sequence[History], rewind_epoch: int) -> History:
     """One model's histories of consecutive IMP rounds as one; rows get their
-    round and the epoch of the lr schedule (a retraining round starts after
-    the rewind epoch)."""
+    round, the epoch of the lr schedule (a retraining round starts after
+    the rewind epoch) and the step counted from the first round's start."""
     out = History()
     for i, h in enumerate(rounds):
         shift = rewind_epoch if i else 0
-        out.epochs += [
-            {**row, "epoch": row["epoch"] + shift, "round": i} for row in h.epochs
-        ]
+
+        def moved(row: Mapping[str, Any], i: int = i, shift: int = shift) -> dict:
+            at = {"step": row["step"] + out.step} if "step" in row else {}
+            return {**row, "epoch": row["epoch"] + shift, "round": i, **at}
+
+        out.epochs += [moved(row) for row in h.epochs]
+        out.steps += [moved(row) for row in h.steps]
         out.step += h.step
         out.wall_time_s += h.wall_time_s
         out.images_seen += h.images_seen
@@ -1011,6 +1130,8 @@ def pretrain_supcon(
     schedule: str,
     settings: Settings = None,
     objective: str = "supcon",
+    curves_outs: Paths | None = None,
+    tensorboard_dirs: Paths | None = None,
 ) -> list[dict[str, Any]]:
     """Contrastive pre-training of encoder + projection head (§4.2).
 
@@ -1023,7 +1144,7 @@ def pretrain_supcon(
     ``projection_head_layers``).
     """
     loss = _contrastive(objective, hp)  # an unknown objective fails first
-    _check_outputs(seeds, encoder_outs)
+    _check_outputs(seeds, encoder_outs, curves_outs, tensorboard_dirs)
     job = _Job.start(data, seeds, norm, settings)
     net, gens, k = _supcon_networks(job, arch)
     cfg = SGDConfig.from_dict(hp)
@@ -1036,6 +1157,7 @@ def pretrain_supcon(
         _pretrain_lr(cfg, hp),
         _sparsity(net.encoder, k),
         _gmp(sched, net.encoder, k, linears=False),
+        accuracy=False,
     )
     resume = resume_path(encoder_outs[0])
     stage = f"{_METHOD_OF[objective]}-pretrain"
@@ -1043,13 +1165,15 @@ def pretrain_supcon(
         [data], stage=stage, objective=objective, arch=arch, hp=hp, norm=norm,
         gmp=gmp, sparsity=sparsity,
     )  # fmt: skip
+    curves = Curves(tensorboard_dirs)
     hists = train(
         run, job.images, job.labels, cfg, gens, job.norm,
         settings=job.settings, resume=resume, key=key,
-        desc=job.desc(stage, schedule, sparsity),
+        desc=job.desc(stage, schedule, sparsity), curves=curves,
     )  # fmt: skip
+    curves.close()
     states = _write_encoders(
-        net, hists, job, encoder_outs, sched=sched,
+        net, hists, job, encoder_outs, sched=sched, curves_outs=curves_outs,
         arch=arch, schedule=schedule, sparsity=sparsity, objective=objective,
     )  # fmt: skip
     resume.unlink(missing_ok=True)
@@ -1067,6 +1191,8 @@ def pretrain_imp(
     imp: Mapping[str, Any],
     settings: Settings = None,
     objective: str = "supcon",
+    curves_outs: Mapping[int, Paths] | None = None,
+    tensorboard_dirs: Paths | None = None,
 ) -> dict[int, list[dict[str, Any]]]:
     """IMP with weight rewinding over contrastive pre-training (SCL, SimCLR)
     to every sparsity (%) of ``encoder_outs``, in one job.
@@ -1080,11 +1206,20 @@ def pretrain_imp(
     ``imp_round``, ``imp_fraction`` and ``imp_rewind_epoch``; its history,
     steps and wall time count every round up to it. Resume: see
     :func:`_imp_rounds` (``resume.imp*.pt`` beside the first output).
+    Curves as :func:`train_imp`'s (``encoder_curves.csv`` per target).
     """
     loss = _contrastive(objective, hp)  # an unknown objective fails first
     sparsities = _imp_sparsities(encoder_outs)
+    if curves_outs is not None and sorted(curves_outs) != sparsities:
+        raise ValueError(
+            f"encoder and curves outputs for different sparsities: {sparsities} "
+            f"and {sorted(curves_outs)}"
+        )
     for t in sparsities:
-        _check_outputs(seeds, encoder_outs[t])
+        _check_outputs(
+            seeds, encoder_outs[t],
+            None if curves_outs is None else curves_outs[t], tensorboard_dirs,
+        )  # fmt: skip
     cfg = SGDConfig.from_dict(hp)
     plan = _ImpPlan.of(imp, cfg.epochs, sparsities)
     job = _Job.start(data, seeds, norm, settings)
@@ -1097,7 +1232,7 @@ def pretrain_imp(
     def make_run(lr_at: Callable[[int], float], after: AfterEpoch) -> Run:
         return Run(
             net, list(net.parameters()), views, loss, lr_at,
-            _sparsity(net.encoder, k), after_epoch=after,
+            _sparsity(net.encoder, k), after_epoch=after, accuracy=False,
         )  # fmt: skip
 
     def write(
@@ -1105,6 +1240,7 @@ def pretrain_imp(
     ) -> list[dict[str, Any]]:
         return _write_encoders(
             model, hists, job, encoder_outs[t], extra,
+            curves_outs=None if curves_outs is None else curves_outs[t],
             arch=arch, schedule="imp", sparsity=t, objective=objective,
         )  # fmt: skip
 
@@ -1117,6 +1253,7 @@ def pretrain_imp(
         net, [(m, n) for m, n in convs if n == "weight"], gens, job, plan, cfg,
         make_run=make_run, lr_at=_pretrain_lr(cfg, hp), write=write,
         resume=resume_path(encoder_outs[sparsities[0]][0]), key=base, stage=stage,
+        curves=Curves(tensorboard_dirs, accuracy=False),
     )  # fmt: skip
 
 
@@ -1144,6 +1281,7 @@ def _write_encoders(
     extra: Mapping[str, Any] | None = None,
     *,
     sched: GMPSchedule | None = None,
+    curves_outs: Paths | None = None,
     arch: Mapping[str, Any],
     schedule: str,
     sparsity: int,
@@ -1153,16 +1291,18 @@ def _write_encoders(
     (``net`` loses its hooks), with its history and per-tensor sparsity:
     ``encoder.pt`` of the README, plus ``extra`` keys. ``sched``: the GMP
     that pruned the encoder, for the per-tensor targets of ``layers`` (None:
-    no per-tensor target, e.g. IMP's global count)."""
+    no per-tensor target, e.g. IMP's global count); ``curves_outs``: each
+    encoder's ``encoder_curves.csv``."""
     k = len(hists)
     make_permanent(net)
     head_sparsity = _sparsity(net.head, k)()
     singles = [net] if k == 1 else net.unstack()
     encoder_targets = _gmp_targets(sched, singles[0].encoder, linears=False)
     states = []
-    for single, seed, hist, out, head_sp in zip(
-        singles, job.seeds, hists, encoder_outs, head_sparsity, strict=True
-    ):
+    for single, seed, hist, out, head_sp, curves_out in zip(
+        singles, job.seeds, hists, encoder_outs, head_sparsity,
+        curves_outs or [None] * k, strict=True,
+    ):  # fmt: skip
         state = {
             "arch": dict(arch),
             "state_dict": {n: v.cpu() for n, v in single.encoder.state_dict().items()},
@@ -1186,6 +1326,8 @@ def _write_encoders(
         }
         with atomic_path(out) as tmp:
             torch.save(state, tmp)
+        if curves_out is not None:
+            write_curves(curves_out, hist.steps, hist.epochs, accuracy=False)
         log.info("seed %d: encoder sparsity %.4f", seed, state["sparsity_measured"])
         states.append(state)
     return states
@@ -1206,6 +1348,8 @@ def fit_linear_head(
     schedule: str,
     settings: Settings = None,
     method: str = "scl",
+    curves_outs: Paths | None = None,
+    tensorboard_dirs: Paths | None = None,
 ) -> list[dict[str, Any]]:
     """Linear classifiers on the frozen encoders (§4.3); GMP on them when sparse.
 
@@ -1215,7 +1359,9 @@ def fit_linear_head(
     Each encoder stays in eval mode (BN running statistics) and gets no
     gradient; the head's weight and bias are GMP-pruned when ``sparsity`` > 0.
     """
-    _check_outputs(seeds, encoders, model_outs, metrics_outs)
+    _check_outputs(
+        seeds, encoders, model_outs, metrics_outs, curves_outs, tensorboard_dirs
+    )
     job = _Job.start(data, seeds, norm, settings)
     by_seed = dict(zip(job.seeds, encoders, strict=True))
     pre: dict[int, dict[str, Any]] = {}
@@ -1261,11 +1407,13 @@ def fit_linear_head(
         list(encoders), stage=f"{method}-head", hp=hp, augment=augment_cfg, norm=norm,
         gmp=gmp, sparsity=sparsity,
     )  # fmt: skip
+    curves = Curves(tensorboard_dirs)
     hists = train(
         run, job.images, job.labels, cfg, gens, job.norm,
         settings=job.settings, resume=resume, key=key,
-        desc=job.desc(f"{method}-head", schedule, sparsity),
+        desc=job.desc(f"{method}-head", schedule, sparsity), curves=curves,
     )  # fmt: skip
+    curves.close()
     extras = [
         {
             "pretrain_wall_time_s": pre[s]["wall_time_s"],
@@ -1286,7 +1434,7 @@ def fit_linear_head(
         if r["target"] is not None
     } | _gmp_targets(sched, models[0].fc, "fc.", convs=False)
     return _finish_all(
-        net, hists, job, model_outs, metrics_outs, resume, extras,
+        net, hists, job, model_outs, metrics_outs, resume, extras, curves_outs,
         arch={**pre[job.seeds[0]]["arch"], "n_classes": job.n_classes},
         method=method, schedule=schedule, sparsity=sparsity,
         layer_targets=layer_targets,

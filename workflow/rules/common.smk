@@ -29,6 +29,7 @@ from prunelens.study import (
     POST_TRAINING_SCHEDULES,
     PRETRAIN_OBJECTIVE,
     PRUNED_SCHEDULES,
+    SCHEDULE_LABELS,
     SCHEDULES,
     SPARSITY_TOLERANCE_PP,
     SPLIT_SIZES,
@@ -104,6 +105,24 @@ def one_seed(wildcards):
     return [int(wildcards.seed)]
 
 
+TENSORBOARD = (
+    "results/logs/tensorboard/{stage}/{method}/{schedule}/s{sparsity}/seed{seed}"
+)
+
+
+def tensorboard_dirs(stage, block=None, **fixed):
+    """Param function: the TensorBoard run directory of each seed of a
+    training job of the stage named ``stage``; the seeds of ``block``, else
+    the job's seed wildcard; ``fixed``: wildcard values a job lacks (IMP)."""
+
+    def dirs(wildcards):
+        w = {**dict(wildcards.items()), **fixed}
+        seeds = block if block is not None else [wildcards.seed]
+        return [TENSORBOARD.format(**{**w, "stage": stage, "seed": s}) for s in seeds]
+
+    return dirs
+
+
 # How and where a job runs, not what it computes (precision, which does
 # change results, stays a param). Jobs read them as snakemake.resources.<name>;
 # Snakemake never compares resources with an earlier run's, so changing one
@@ -112,6 +131,9 @@ UNTRACKED = {
     "device": config["device"],
     "compile": config["compile"],
     "eval_batch_size": config["eval_batch_size"],
+    # how often training logs (curves, progress lines): results stay the same
+    "log_every_steps": config["logging"]["every_steps"],
+    "progress_s": config["logging"]["progress_s"],
 }
 
 
@@ -160,6 +182,19 @@ def imp_epochs(method):
         return 0
     rounds = len(imp_schedule(targets, config["imp"]["fraction"]))
     return loop["epochs"] + rounds * (loop["epochs"] - config["imp"]["rewind_epoch"])
+
+
+def imp_tensorboard(of, **over):
+    """The wildcard values an IMP job of method ``of`` names its TensorBoard
+    runs by (the method, schedule imp, its highest sparsity); a value of
+    ``over`` None drops one (the job's own wildcard then gives it)."""
+    fixed = {
+        "method": of,
+        "schedule": "imp",
+        "sparsity": max(imp_sparsities(of)),
+        **over,
+    }
+    return {k: v for k, v in fixed.items() if v is not None}
 
 
 # The contrastive methods that run IMP and their shared sparsities (the
@@ -551,6 +586,42 @@ def pie_class_rows(schedules):
             ],
         )
         for s in shared
+    ]
+
+
+# ---- training curves (figures/curves/<method>/<schedule>.png, fig_curves)
+
+# Every (method, schedule) the grid trains, dense first: one figure each.
+CURVE_FAMILIES = [
+    (m, sc) for m in GRID.methods for sc in ("dense", *GRID.pruned_schedules(m))
+]
+
+
+def curve_panels(method, schedule):
+    """A curves figure's stages in training order, per sparsity: the seeds'
+    curves CSVs (contrastive pre-training: encoder_curves.csv)."""
+    model_dir = "results/models/{m}/{sc}/s{s}/seed{seed}/"
+    if schedule in POST_TRAINING_SCHEDULES:
+        stages = [("fine-tuning", "curves.csv")]
+    elif method in PRETRAIN_OBJECTIVE:
+        stages = [("pre-training", "encoder_curves.csv"), ("linear head", "curves.csv")]
+    else:
+        stages = [("training", "curves.csv")]
+    return [
+        {
+            "stage": stage,
+            "sparsity": s,
+            "files": expand(model_dir + name, m=method, sc=schedule, s=s, seed=SEEDS),
+        }
+        for stage, name in stages
+        for s in GRID.sparsities(method, schedule)
+    ]
+
+
+def curve_files():
+    """Every curves CSV the training-curves figures read."""
+    return [
+        f for m, sc in CURVE_FAMILIES for p in curve_panels(m, sc) for f in p["files"]
     ]
 
 

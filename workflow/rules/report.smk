@@ -369,6 +369,36 @@ rule fig7:
         "../scripts/fig_pies.py"
 
 
+# Training curves, one figure per (method, schedule), all in one job (one
+# interpreter and matplotlib start instead of one per figure).
+rule fig_curves:
+    input:
+        curve_files(),
+    output:
+        png=[
+            report(
+                f"results/figures/curves/{m}/{sc}.png",
+                caption="../report/curves.rst",
+                category="Training curves",
+                subcategory=METHOD_LABELS[m],
+                labels={"method": METHOD_LABELS[m], "schedule": SCHEDULE_LABELS[sc]},
+            )
+            for m, sc in CURVE_FAMILIES
+        ],
+        pdf=[f"results/figures/curves/{m}/{sc}.pdf" for m, sc in CURVE_FAMILIES],
+    log:
+        "results/logs/fig_curves.log",
+    conda:
+        "../../envs/prunelens.yaml"
+    params:
+        families=[
+            {"method": m, "schedule": sc, "panels": curve_panels(m, sc)}
+            for m, sc in CURVE_FAMILIES
+        ],
+    script:
+        "../scripts/fig_curves.py"
+
+
 # The run's evidence in a few MB (README "Fidelity scale"): not part of `all`.
 rule reference:
     input:
@@ -418,4 +448,5 @@ rule all_tables:
 rule all_figures:
     input:
         expand("results/figures/fig{n}.{ext}", n=range(1, 8), ext=["pdf", "png"]),
+        rules.fig_curves.output,
     localrule: True

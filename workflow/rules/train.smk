@@ -15,24 +15,39 @@
 # of the per-seed rule. Block rules take the resources that a profile or
 # --set-resources gives their stage's per-seed rule. device, compile and
 # eval_batch_size come as resources (common.smk, UNTRACKED), not params.
+#
+# Every job writes each seed's training curves: a CSV beside its metrics.json
+# (curves.csv) or encoder.pt (encoder_curves.csv), and a TensorBoard run
+# directory under results/logs/tensorboard/<rule>/ (param tensorboard; the
+# logging cadence, logging.*, is untracked).
 
 SUP_MODEL = "results/models/sup/{schedule}/s{sparsity}/seed{seed}/model.pt"
 SUP_METRICS = "results/models/sup/{schedule}/s{sparsity}/seed{seed}/metrics.json"
+SUP_CURVES = "results/models/sup/{schedule}/s{sparsity}/seed{seed}/curves.csv"
 # SCL's and SimCLR's (method wildcard: CONTRASTIVE)
 ENCODER = "results/models/{method}/{schedule}/s{sparsity}/seed{seed}/encoder.pt"
+ENCODER_CURVES = (
+    "results/models/{method}/{schedule}/s{sparsity}/seed{seed}/encoder_curves.csv"
+)
 SCL_MODEL = "results/models/{method}/{schedule}/s{sparsity}/seed{seed}/model.pt"
 SCL_METRICS = "results/models/{method}/{schedule}/s{sparsity}/seed{seed}/metrics.json"
+SCL_CURVES = "results/models/{method}/{schedule}/s{sparsity}/seed{seed}/curves.csv"
 DENSE_MODEL = "results/models/{method}/dense/s0/seed{seed}/model.pt"
 OS_MODEL = "results/models/{method}/{schedule}/s{sparsity}/seed{seed}/model.pt"
 OS_METRICS = "results/models/{method}/{schedule}/s{sparsity}/seed{seed}/metrics.json"
+OS_CURVES = "results/models/{method}/{schedule}/s{sparsity}/seed{seed}/curves.csv"
 # The schedules rule prune_oneshot runs: a post-training pruner, then the
 # One-Shot fine-tune (prunelens.methods.PRUNERS).
 POST_TRAINING = "|".join(POST_TRAINING_SCHEDULES)
 # IMP jobs write every sparsity of a seed: {sparsity} is expanded at parse time.
 IMP_MODEL = "results/models/sup/imp/s{sparsity}/seed{{seed}}/model.pt"
 IMP_METRICS = "results/models/sup/imp/s{sparsity}/seed{{seed}}/metrics.json"
+IMP_CURVES = "results/models/sup/imp/s{sparsity}/seed{{seed}}/curves.csv"
 IMP_ENCODER = "results/models/{{method}}/imp/s{sparsity}/seed{{seed}}/encoder.pt"
 SUP_IMP = imp_sparsities("sup")
+IMP_ENCODER_CURVES = (
+    "results/models/{{method}}/imp/s{sparsity}/seed{{seed}}/encoder_curves.csv"
+)
 
 
 rule train_supervised:
@@ -41,6 +56,7 @@ rule train_supervised:
     output:
         model=SUP_MODEL,
         metrics=SUP_METRICS,
+        curves=SUP_CURVES,
     log:
         "results/logs/train_supervised/sup/{schedule}/s{sparsity}/seed{seed}.log",
     wildcard_constraints:
@@ -61,6 +77,7 @@ rule train_supervised:
         norm=NORM,
         gmp=gmp_params("sup"),
         precision=config["precision"],
+        tensorboard=tensorboard_dirs("train_supervised", method="sup"),
     script:
         "../scripts/train_supervised.py"
 
@@ -75,6 +92,7 @@ for block in STACKED_BLOCKS:
         output:
             model=per_seed(SUP_MODEL, block),
             metrics=per_seed(SUP_METRICS, block),
+            curves=per_seed(SUP_CURVES, block),
         log:
             f"results/logs/train_supervised/sup/{{schedule}}/s{{sparsity}}/seeds{block[0]}-{block[-1]}.log",
         wildcard_constraints:
@@ -97,6 +115,7 @@ for block in STACKED_BLOCKS:
             norm=NORM,
             gmp=gmp_params("sup"),
             precision=config["precision"],
+            tensorboard=tensorboard_dirs("train_supervised", block, method="sup"),
         script:
             "../scripts/train_supervised.py"
 
@@ -106,6 +125,7 @@ rule pretrain_supcon:
         data=PREPARED,
     output:
         encoder=ENCODER,
+        curves=ENCODER_CURVES,
     log:
         "results/logs/pretrain_supcon/{method}/{schedule}/s{sparsity}/seed{seed}.log",
     wildcard_constraints:
@@ -127,6 +147,7 @@ rule pretrain_supcon:
         norm=NORM,
         gmp=gmp_params(),
         precision=config["precision"],
+        tensorboard=tensorboard_dirs("pretrain_supcon"),
     script:
         "../scripts/pretrain_supcon.py"
 
@@ -140,6 +161,7 @@ for block in STACKED_BLOCKS:
             data=PREPARED,
         output:
             encoder=per_seed(ENCODER, block),
+            curves=per_seed(ENCODER_CURVES, block),
         log:
             f"results/logs/pretrain_supcon/{{method}}/{{schedule}}/s{{sparsity}}/seeds{block[0]}-{block[-1]}.log",
         wildcard_constraints:
@@ -163,6 +185,7 @@ for block in STACKED_BLOCKS:
             norm=NORM,
             gmp=gmp_params(),
             precision=config["precision"],
+            tensorboard=tensorboard_dirs("pretrain_supcon", block),
         script:
             "../scripts/pretrain_supcon.py"
 
@@ -174,6 +197,7 @@ rule fit_linear_head:
     output:
         model=SCL_MODEL,
         metrics=SCL_METRICS,
+        curves=SCL_CURVES,
     log:
         "results/logs/fit_linear_head/{method}/{schedule}/s{sparsity}/seed{seed}.log",
     wildcard_constraints:
@@ -195,6 +219,7 @@ rule fit_linear_head:
         norm=NORM,
         gmp=head_gmp_params,
         precision=config["precision"],
+        tensorboard=tensorboard_dirs("fit_linear_head"),
     script:
         "../scripts/fit_linear_head.py"
 
@@ -210,6 +235,7 @@ for block in STACKED_BLOCKS:
         output:
             model=per_seed(SCL_MODEL, block),
             metrics=per_seed(SCL_METRICS, block),
+            curves=per_seed(SCL_CURVES, block),
         log:
             f"results/logs/fit_linear_head/{{method}}/{{schedule}}/s{{sparsity}}/seeds{block[0]}-{block[-1]}.log",
         wildcard_constraints:
@@ -231,6 +257,7 @@ for block in STACKED_BLOCKS:
             norm=NORM,
             gmp=head_gmp_params,
             precision=config["precision"],
+            tensorboard=tensorboard_dirs("fit_linear_head", block),
         script:
             "../scripts/fit_linear_head.py"
 
@@ -242,6 +269,7 @@ rule prune_oneshot:
     output:
         model=OS_MODEL,
         metrics=OS_METRICS,
+        curves=OS_CURVES,
     log:
         "results/logs/prune_oneshot/{method}/{schedule}/s{sparsity}/seed{seed}.log",
     wildcard_constraints:
@@ -263,6 +291,7 @@ rule prune_oneshot:
         augment=config["sup"]["augment"],
         norm=NORM,
         precision=config["precision"],
+        tensorboard=tensorboard_dirs("prune_oneshot"),
     script:
         "../scripts/prune_oneshot.py"
 
@@ -278,6 +307,7 @@ for block in STACKED_BLOCKS:
         output:
             model=per_seed(OS_MODEL, block),
             metrics=per_seed(OS_METRICS, block),
+            curves=per_seed(OS_CURVES, block),
         log:
             f"results/logs/prune_oneshot/{{method}}/{{schedule}}/s{{sparsity}}/seeds{block[0]}-{block[-1]}.log",
         wildcard_constraints:
@@ -301,12 +331,14 @@ for block in STACKED_BLOCKS:
             augment=config["sup"]["augment"],
             norm=NORM,
             precision=config["precision"],
+            tensorboard=tensorboard_dirs("prune_oneshot", block),
         script:
             "../scripts/prune_oneshot.py"
 
 
 # IMP: one job per seed trains every IMP sparsity of its method, the rounds
-# passing through the lower targets on their way to the highest. Sup:
+# passing through the lower targets on their way to the highest; its
+# TensorBoard run (every round) is named by the highest. Sup:
 if SUP_IMP:
 
     rule train_imp:
@@ -315,6 +347,7 @@ if SUP_IMP:
         output:
             model=expand(IMP_MODEL, sparsity=SUP_IMP),
             metrics=expand(IMP_METRICS, sparsity=SUP_IMP),
+            curves=expand(IMP_CURVES, sparsity=SUP_IMP),
         log:
             "results/logs/train_imp/sup/imp/seed{seed}.log",
         wildcard_constraints:
@@ -335,6 +368,7 @@ if SUP_IMP:
             norm=NORM,
             imp=config["imp"],
             precision=config["precision"],
+            tensorboard=tensorboard_dirs("train_imp", **imp_tensorboard("sup")),
         script:
             "../scripts/train_imp.py"
 
@@ -355,6 +389,11 @@ if SUP_IMP:
                     p
                     for s in SUP_IMP
                     for p in per_seed(IMP_METRICS.format(sparsity=s), block)
+                ],
+                curves=[
+                    p
+                    for s in SUP_IMP
+                    for p in per_seed(IMP_CURVES.format(sparsity=s), block)
                 ],
             log:
                 f"results/logs/train_imp/sup/imp/seeds{block[0]}-{block[-1]}.log",
@@ -377,6 +416,9 @@ if SUP_IMP:
                 norm=NORM,
                 imp=config["imp"],
                 precision=config["precision"],
+                tensorboard=tensorboard_dirs(
+                    "train_imp", block, **imp_tensorboard("sup")
+                ),
             script:
                 "../scripts/train_imp.py"
 
@@ -390,6 +432,7 @@ if CONTRASTIVE_IMP:
             data=PREPARED,
         output:
             encoder=expand(IMP_ENCODER, sparsity=CONTRASTIVE_IMP_SPARSITIES),
+            curves=expand(IMP_ENCODER_CURVES, sparsity=CONTRASTIVE_IMP_SPARSITIES),
         log:
             "results/logs/pretrain_imp/{method}/imp/seed{seed}.log",
         wildcard_constraints:
@@ -413,6 +456,9 @@ if CONTRASTIVE_IMP:
             norm=NORM,
             imp=config["imp"],
             precision=config["precision"],
+            tensorboard=tensorboard_dirs(
+                "pretrain_imp", **imp_tensorboard(CONTRASTIVE_IMP[0], method=None)
+            ),
         script:
             "../scripts/pretrain_imp.py"
 
@@ -428,6 +474,11 @@ if CONTRASTIVE_IMP:
                     p
                     for s in CONTRASTIVE_IMP_SPARSITIES
                     for p in per_seed(IMP_ENCODER.format(sparsity=s), block)
+                ],
+                curves=[
+                    p
+                    for s in CONTRASTIVE_IMP_SPARSITIES
+                    for p in per_seed(IMP_ENCODER_CURVES.format(sparsity=s), block)
                 ],
             log:
                 f"results/logs/pretrain_imp/{{method}}/imp/seeds{block[0]}-{block[-1]}.log",
@@ -456,5 +507,10 @@ if CONTRASTIVE_IMP:
                 norm=NORM,
                 imp=config["imp"],
                 precision=config["precision"],
+                tensorboard=tensorboard_dirs(
+                    "pretrain_imp",
+                    block,
+                    **imp_tensorboard(CONTRASTIVE_IMP[0], method=None),
+                ),
             script:
                 "../scripts/pretrain_imp.py"

@@ -17,6 +17,10 @@ encoders = as_paths(snakemake.output.encoder)
 encoder_outs = {
     s: encoders[i * n : (i + 1) * n] for i, s in enumerate(snakemake.params.sparsities)
 }
+curves = as_paths(snakemake.output.curves)
+curves_outs = {
+    s: curves[i * n : (i + 1) * n] for i, s in enumerate(snakemake.params.sparsities)
+}
 with log_to(snakemake.log[0], snakemake.output):
     pretrain_imp(
         data=snakemake.input.data,
@@ -28,4 +32,6 @@ with log_to(snakemake.log[0], snakemake.output):
         imp=snakemake.params.imp,
         objective=PRETRAIN_OBJECTIVE[snakemake.wildcards.method],
         settings=job_settings(snakemake),
+        curves_outs=curves_outs,
+        tensorboard_dirs=snakemake.params.tensorboard,
     )

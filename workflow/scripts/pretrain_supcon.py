@@ -4,6 +4,7 @@
 from typing import TYPE_CHECKING
 
 from prunelens.runtime import as_paths, log_to
+from prunelens.settings import job_settings
 from prunelens.study import PRETRAIN_OBJECTIVE
 from prunelens.train import pretrain_supcon
 
@@ -22,10 +23,7 @@ with log_to(snakemake.log[0], snakemake.output):
         sparsity=int(snakemake.wildcards.sparsity),
         schedule=snakemake.wildcards.schedule,
         objective=PRETRAIN_OBJECTIVE[snakemake.wildcards.method],
-        settings={
-            "device": snakemake.resources.device,
-            "threads": snakemake.threads,
-            "precision": snakemake.params.precision,
-            "compile": snakemake.resources.compile,
-        },
+        settings=job_settings(snakemake),
+        curves_outs=as_paths(snakemake.output.curves),
+        tensorboard_dirs=snakemake.params.tensorboard,
     )

@@ -25,4 +25,6 @@ with log_to(snakemake.log[0], snakemake.output):
         pruner=snakemake.wildcards.schedule,
         pruner_options=snakemake.params.pruner,
         settings=job_settings(snakemake),
+        curves_outs=as_paths(snakemake.output.curves),
+        tensorboard_dirs=snakemake.params.tensorboard,
     )

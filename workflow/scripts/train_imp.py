@@ -15,6 +15,8 @@ sparsities = snakemake.params.sparsities
 models, metrics = as_paths(snakemake.output.model), as_paths(snakemake.output.metrics)
 model_outs = {s: models[i * n : (i + 1) * n] for i, s in enumerate(sparsities)}
 metrics_outs = {s: metrics[i * n : (i + 1) * n] for i, s in enumerate(sparsities)}
+curves = as_paths(snakemake.output.curves)
+curves_outs = {s: curves[i * n : (i + 1) * n] for i, s in enumerate(sparsities)}
 with log_to(snakemake.log[0], snakemake.output):
     train_imp(
         data=snakemake.input.data,
@@ -26,4 +28,6 @@ with log_to(snakemake.log[0], snakemake.output):
         norm=snakemake.params.norm,
         imp=snakemake.params.imp,
         settings=job_settings(snakemake),
+        curves_outs=curves_outs,
+        tensorboard_dirs=snakemake.params.tensorboard,
     )

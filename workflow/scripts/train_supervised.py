@@ -22,4 +22,6 @@ with log_to(snakemake.log[0], snakemake.output):
         sparsity=int(snakemake.wildcards.sparsity),
         schedule=snakemake.wildcards.schedule,
         settings=job_settings(snakemake),
+        curves_outs=as_paths(snakemake.output.curves),
+        tensorboard_dirs=snakemake.params.tensorboard,
     )
