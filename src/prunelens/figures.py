@@ -647,6 +647,10 @@ def fig_curves(
                 ax.set_title(name, fontsize="medium")
                 ax.set_xlabel("optimiser step")
                 ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+                if column in ("acc", "sparsity"):
+                    # fractions on their whole range: a head's 0.4994 -> 0.5
+                    # must not look like a climb
+                    ax.set_ylim(-0.02, 1.02)
         handles = [Line2D([], [], color=colours[s], label=f"{s}%") for s in sparsities]
         fig.legend(
             handles=handles,
