@@ -1478,6 +1478,10 @@ def write_report(dirs: list[Path], dest: Path) -> None:
         ]
     lines += _arch_section(files)
     lines += _logging_section(files)
+    sys.path.insert(0, str(Path(__file__).parent))  # bench_quick, beside this
+    from bench_quick import quick_section
+
+    lines += quick_section(files)
     dest.write_text("\n".join(lines) + "\n")
 
 
