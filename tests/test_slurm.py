@@ -228,7 +228,8 @@ def test_tables_through_slurm_equal_a_local_run(slurm, tmp_path):
     }
     # ... and produced the same tables as the local run, byte for byte
     tables = sorted((tmp_path / "local/results/tables").iterdir())
-    assert len(tables) == 22  # 7 tables x (csv, md, tex) + claims.html
+    # 7 tables x (csv, md, tex) + claims.html + sparsity.{csv,md,html}
+    assert len(tables) == 25
     for f in tables:
         other = tmp_path / "slurm/results/tables" / f.name
         if f.suffix == ".csv":
