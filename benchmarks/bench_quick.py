@@ -2,7 +2,7 @@
 
     python benchmarks/bench_quick.py BEFORE AFTER [--reps N]
 
-Each commit is exported (``git archive``) into a scratch folder beside the
+Each commit is exported (``git archive``) into ``../.bench-quick-<case>``, beside the
 repository (so ``../shared`` resolves as in a clone) and runs
 ``snakemake --profile profiles/quick all`` from nothing, with that export's
 ``src`` first on ``PYTHONPATH`` and this checkout's ``.venv``. The runs
@@ -26,7 +26,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -104,6 +103,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("after")
     ap.add_argument("--reps", type=int, default=1, help="runs of each commit")
     ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument(
+        "--keep", action="store_true", help="keep the last AFTER run's folder"
+    )
     args = ap.parse_args(argv)
 
     def resolve(rev: str) -> str:
@@ -114,17 +116,23 @@ def main(argv: list[str] | None = None) -> None:
 
     commits = {"before": resolve(args.before), "after": resolve(args.after)}
     runs: dict[str, list[dict[str, Any]]] = {"before": [], "after": []}
-    with tempfile.TemporaryDirectory(dir=REPO.parent, prefix=".bench-quick-") as tmp:
+    # beside the repository, so that ../shared resolves as from a clone
+    scratch = {c: REPO.parent / f".bench-quick-{c}" for c in ("before", "after")}
+    try:
         for rep in range(args.reps):
             for case in ("before", "after"):
                 print(f"rep {rep + 1}: {case} ({commits[case]}) ...", flush=True)
-                got = run_quick(commits[case], Path(tmp) / case)
+                got = run_quick(commits[case], scratch[case])
                 print(
                     f"  {got['wall_s']:.1f} s wall, "
                     f"training jobs {got['training_s']:.0f} s",
                     flush=True,
                 )
                 runs[case].append(got)
+    finally:
+        for case, path in scratch.items():
+            if not (args.keep and case == "after"):
+                shutil.rmtree(path, ignore_errors=True)
 
     def median(case: str, key: str) -> float:
         return statistics.median(r[key] for r in runs[case])
