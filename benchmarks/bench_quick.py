@@ -68,6 +68,26 @@ def job_seconds(log: str) -> dict[str, list[float]]:
     return dict(out)
 
 
+_START = re.compile(r"^\s+Date: (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)$", re.M)
+
+
+def from_log(commit: str, log: str) -> dict[str, Any]:
+    """A finished run's record from its Snakemake log (.snakemake/log/):
+    the wall time from the header's start to the last stamp (1 s steps)."""
+    start = dt.datetime.strptime(_START.search(log)[1], "%Y-%m-%d %H:%M:%S")
+    stamps = [m[1] for line in log.splitlines() if (m := _STAMP.match(line))]
+    end = dt.datetime.strptime(" ".join(stamps[-1].split()), "%a %b %d %H:%M:%S %Y")
+    jobs = job_seconds(log)
+    return {
+        "commit": commit,
+        "wall_s": (end - start).total_seconds(),
+        "jobs": {r: len(v) for r, v in jobs.items()},
+        "rule_s": {r: sum(v) for r, v in jobs.items()},
+        "training_s": sum(sum(jobs.get(r, [])) for r in TRAINING),
+        "from_log": True,
+    }
+
+
 def run_quick(commit: str, scratch: Path) -> dict[str, Any]:
     """One quick run of ``commit`` from nothing in ``scratch``."""
     if scratch.exists():
@@ -104,6 +124,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--reps", type=int, default=1, help="runs of each commit")
     ap.add_argument("--out", type=Path, default=RESULTS)
     ap.add_argument(
+        "--logs",
+        nargs=2,
+        type=Path,
+        metavar=("BEFORE_LOG", "AFTER_LOG"),
+        help="no runs: read finished runs' Snakemake logs (.snakemake/log/)",
+    )
+    ap.add_argument(
         "--keep", action="store_true", help="keep the last AFTER run's folder"
     )
     args = ap.parse_args(argv)
@@ -116,6 +143,10 @@ def main(argv: list[str] | None = None) -> None:
 
     commits = {"before": resolve(args.before), "after": resolve(args.after)}
     runs: dict[str, list[dict[str, Any]]] = {"before": [], "after": []}
+    if args.logs:  # runs already made: one Snakemake log per commit
+        for case, log in zip(("before", "after"), args.logs, strict=True):
+            runs[case].append(from_log(commits[case], log.read_text()))
+        args.reps = 0
     # beside the repository, so that ../shared resolves as from a clone
     scratch = {c: REPO.parent / f".bench-quick-{c}" for c in ("before", "after")}
     try:
@@ -131,7 +162,7 @@ def main(argv: list[str] | None = None) -> None:
                 runs[case].append(got)
     finally:
         for case, path in scratch.items():
-            if not (args.keep and case == "after"):
+            if not args.logs and not (args.keep and case == "after"):
                 shutil.rmtree(path, ignore_errors=True)
 
     def median(case: str, key: str) -> float:
