@@ -878,22 +878,10 @@ def train_imp(
     ``round`` column; steps count on across rounds); ``tensorboard_dirs``
     (per seed) one curve of every round.
     """
-    sparsities = _imp_sparsities(model_outs)
-    if sorted(metrics_outs) != sparsities:
-        raise ValueError(
-            f"model and metrics outputs for different sparsities: {sparsities} "
-            f"and {sorted(metrics_outs)}"
-        )
-    if curves_outs is not None and sorted(curves_outs) != sparsities:
-        raise ValueError(
-            f"model and curves outputs for different sparsities: {sparsities} "
-            f"and {sorted(curves_outs)}"
-        )
-    for t in sparsities:
-        _check_outputs(
-            seeds, model_outs[t], metrics_outs[t],
-            None if curves_outs is None else curves_outs[t], tensorboard_dirs,
-        )  # fmt: skip
+    sparsities = _imp_outputs(
+        seeds, tensorboard_dirs,
+        model=model_outs, metrics=metrics_outs, curves=curves_outs,
+    )  # fmt: skip
     cfg = SGDConfig.from_dict(hp)
     plan = _ImpPlan.of(imp, cfg.epochs, sparsities)
     job = _Job.start(data, seeds, norm, settings)
@@ -961,14 +949,32 @@ class _ImpPlan:
         return dict(zip(IMP_KEYS, values, strict=True))
 
 
-def _imp_sparsities(outs: Mapping[int, Any]) -> list[int]:
-    sparsities = sorted(outs)
+def _imp_outputs(
+    seeds: Sequence[int],
+    tensorboard_dirs: Paths | None,
+    **outs: Mapping[int, Paths] | None,
+) -> list[int]:
+    """The IMP targets (%) of a job: the keys of its per-sparsity outputs
+    (the first named is its main output; None: not asked for), all the same
+    and each with one path per seed."""
+    (main, first), *rest = outs.items()
+    assert first is not None
+    sparsities = sorted(first)
     if not sparsities or not all(
         isinstance(t, int) and 0 < t < 100 for t in sparsities
     ):
         raise ValueError(
             f"IMP sparsities must be percentages in 1..99, got {sparsities}"
         )
+    for name, other in rest:
+        if other is not None and sorted(other) != sparsities:
+            raise ValueError(
+                f"{main} and {name} outputs for different sparsities: "
+                f"{sparsities} and {sorted(other)}"
+            )
+    for t in sparsities:
+        per_seed = [o[t] for o in outs.values() if o is not None]
+        _check_outputs(seeds, *per_seed, tensorboard_dirs)
     return sparsities
 
 
@@ -1209,17 +1215,9 @@ def pretrain_imp(
     Curves as :func:`train_imp`'s (``encoder_curves.csv`` per target).
     """
     loss = _contrastive(objective, hp)  # an unknown objective fails first
-    sparsities = _imp_sparsities(encoder_outs)
-    if curves_outs is not None and sorted(curves_outs) != sparsities:
-        raise ValueError(
-            f"encoder and curves outputs for different sparsities: {sparsities} "
-            f"and {sorted(curves_outs)}"
-        )
-    for t in sparsities:
-        _check_outputs(
-            seeds, encoder_outs[t],
-            None if curves_outs is None else curves_outs[t], tensorboard_dirs,
-        )  # fmt: skip
+    sparsities = _imp_outputs(
+        seeds, tensorboard_dirs, encoder=encoder_outs, curves=curves_outs
+    )
     cfg = SGDConfig.from_dict(hp)
     plan = _ImpPlan.of(imp, cfg.epochs, sparsities)
     job = _Job.start(data, seeds, norm, settings)
