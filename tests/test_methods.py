@@ -564,6 +564,23 @@ def test_each_imp_round_starts_from_the_rewind_point_with_its_masks(straight):
     assert not torch.equal(init["fc.weight_orig"], point["fc.weight_orig"])
 
 
+def _kill_after_saves(monkeypatch: Any, saves: int, job: Any) -> None:
+    """Run ``job`` until its ``saves``-th resume file is written, then kill it."""
+    real = train_mod.save_resume
+    done = []
+
+    def save_then_maybe_stop(*a: Any, **kw: Any) -> None:
+        real(*a, **kw)
+        done.append(a[0].name)
+        if len(done) == saves:
+            raise InterruptedError("kill")
+
+    monkeypatch.setattr(train_mod, "save_resume", save_then_maybe_stop)
+    with pytest.raises(InterruptedError):
+        job()
+    monkeypatch.setattr(train_mod, "save_resume", real)
+
+
 @pytest.mark.parametrize(
     "saves",
     [
@@ -577,19 +594,7 @@ def test_each_imp_round_starts_from_the_rewind_point_with_its_masks(straight):
 def test_killed_imp_resumes_to_identical_weights(
     prepared, straight, tmp_path, monkeypatch, saves
 ):
-    real = train_mod.save_resume
-    done = []
-
-    def save_then_maybe_stop(*a: Any, **kw: Any) -> None:
-        real(*a, **kw)
-        done.append(a[0].name)
-        if len(done) == saves:
-            raise InterruptedError("kill")
-
-    monkeypatch.setattr(train_mod, "save_resume", save_then_maybe_stop)
-    with pytest.raises(InterruptedError):
-        _imp(prepared, tmp_path)
-    monkeypatch.setattr(train_mod, "save_resume", real)
+    _kill_after_saves(monkeypatch, saves, lambda: _imp(prepared, tmp_path))
     assert (tmp_path / "s50" / "seed4" / "resume.imp.pt").exists()
     _imp(prepared, tmp_path)
     out, _ = straight
@@ -834,19 +839,7 @@ def test_the_linear_head_of_an_imp_encoder_records_its_rounds(contrastive, prepa
 def test_killed_contrastive_imp_resumes_to_the_same_encoders(
     prepared, contrastive, tmp_path, monkeypatch, saves
 ):
-    real = train_mod.save_resume
-    done = []
-
-    def save_then_maybe_stop(*a: Any, **kw: Any) -> None:
-        real(*a, **kw)
-        done.append(a[0].name)
-        if len(done) == saves:
-            raise InterruptedError("kill")
-
-    monkeypatch.setattr(train_mod, "save_resume", save_then_maybe_stop)
-    with pytest.raises(InterruptedError):
-        _pretrain_imp(prepared, tmp_path)
-    monkeypatch.setattr(train_mod, "save_resume", real)
+    _kill_after_saves(monkeypatch, saves, lambda: _pretrain_imp(prepared, tmp_path))
     assert (tmp_path / "s50" / "seed4" / "resume.imp.pt").exists()
     _pretrain_imp(prepared, tmp_path)
     out, _ = contrastive
