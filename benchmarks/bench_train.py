@@ -1485,15 +1485,23 @@ def write_report(dirs: list[Path], dest: Path) -> None:
     dest.write_text("\n".join(lines) + "\n")
 
 
-def _logging_section(files: list[Path]) -> list[str]:
-    """The newest ``--only logging`` run per device: curves logged vs not."""
+def _newest_section(
+    files: list[Path], section: str, needs: str | None = None
+) -> dict[str, tuple[Path, dict[str, Any]]]:
+    """Per device, the newest ``--only <section>`` run (holding ``needs``)."""
     newest: dict[str, tuple[Path, dict[str, Any]]] = {}
     for f in files:
         data = json.loads(f.read_text())
-        if "logging" in (data.get("only") or []) and "logging_ratio" in data:
+        if section in (data.get("only") or []) and (needs is None or needs in data):
             dev = data["device"]
             if dev not in newest or data["date"] > newest[dev][1]["date"]:
                 newest[dev] = (f, data)
+    return newest
+
+
+def _logging_section(files: list[Path]) -> list[str]:
+    """The newest ``--only logging`` run per device: curves logged vs not."""
+    newest = _newest_section(files, "logging", "logging_ratio")
     if not newest:
         return []
     lines = [
@@ -1553,13 +1561,7 @@ def _logging_section(files: list[Path]) -> list[str]:
 
 def _arch_section(files: list[Path]) -> list[str]:
     """The newest ``--only arch`` run per device: WRN-16-2 vs ResNet-18."""
-    newest: dict[str, tuple[Path, dict[str, Any]]] = {}
-    for f in files:
-        data = json.loads(f.read_text())
-        if "arch" in (data.get("only") or []):
-            dev = data["device"]
-            if dev not in newest or data["date"] > newest[dev][1]["date"]:
-                newest[dev] = (f, data)
+    newest = _newest_section(files, "arch")
     if not newest:
         return []
     lines = [
